@@ -1,0 +1,381 @@
+"""The cohort: raw ICU stays held column-wise, the one data model every source, attack and victim uses.
+
+Events of all stays live in flat arrays (`time`, `variable`, `value`, `alias`) ordered by stay and,
+within a stay, by time (ties keep file order); `offsets[i]:offsets[i+1]` are the events of stay i.
+Selecting stays, replacing some stays' events (what an attack does) and concatenating cohorts are
+vectorised gathers over those arrays, never a loop over stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ehrbackdoor.data.schema import Schema, get_schema
+
+#: Observation window of the mortality task, in hours since ICU admission.
+WINDOW_HOURS = 48.0
+#: The MIMIC-III benchmark's bin rule: an observation at hour t falls in bin int(t / step - 1e-6).
+BIN_EPS = 1e-6
+
+
+def hour_bins(time: np.ndarray, timestep: float = 1.0) -> np.ndarray:
+    """Bin index of each event time, exactly as the MIMIC-III benchmark discretiser assigns it.
+
+    int() truncates toward zero, so t in [0, 1] lands in bin 0 and t in (1, 2] in bin 1.
+    """
+    return np.trunc(np.asarray(time, dtype=np.float64) / timestep - BIN_EPS).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Events:
+    """Raw events of a batch of stays (the payload an attack hands back for the stays it changed)."""
+
+    offsets: np.ndarray  # (k+1,) int64
+    time: np.ndarray  # (E,) float64, hours since admission
+    variable: np.ndarray  # (E,) int16, index into the schema
+    value: np.ndarray  # (E,) float64; categoricals hold their clinical code
+    alias: np.ndarray  # (E,) int8, index into Variable.benchmark_values or -1
+
+    @property
+    def n_stays(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def stay(self) -> np.ndarray:
+        """Index (0..k-1) of the stay each event belongs to."""
+        return np.repeat(np.arange(self.n_stays), np.diff(self.offsets))
+
+    @classmethod
+    def from_flat(
+        cls,
+        stay: np.ndarray,
+        n_stays: int,
+        time: np.ndarray,
+        variable: np.ndarray,
+        value: np.ndarray,
+        alias: np.ndarray | None = None,
+    ) -> Events:
+        """Build from unsorted per-event stay indices; sorts by (stay, time), stable."""
+        stay = np.asarray(stay, dtype=np.int64)
+        time = np.asarray(time, dtype=np.float64)
+        order = np.lexsort((time, stay))
+        counts = np.bincount(stay, minlength=n_stays)
+        offsets = np.zeros(n_stays + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        if alias is None:
+            alias = np.full(len(time), -1, dtype=np.int8)
+        return cls(
+            offsets=offsets,
+            time=time[order],
+            variable=np.asarray(variable, dtype=np.int16)[order],
+            value=np.asarray(value, dtype=np.float64)[order],
+            alias=np.asarray(alias, dtype=np.int8)[order],
+        )
+
+
+def _gather(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Event positions of stays `idx` (in that order) and the new offsets."""
+    lengths = np.diff(offsets)[idx]
+    new_offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    pos = np.arange(new_offsets[-1], dtype=np.int64) + np.repeat(
+        offsets[idx] - new_offsets[:-1], lengths
+    )
+    return pos, new_offsets
+
+
+@dataclass(frozen=True, eq=False)
+class Cohort:
+    """ICU stays with labels, static covariates and raw events of the first 48 hours.
+
+    `modified` marks stays whose events or label were changed by an attack, so defences and metrics
+    can tell poisoned stays from clean ones. `meta` holds JSON-serialisable provenance (source path,
+    cleaning counts).
+    """
+
+    schema: Schema
+    stay_id: np.ndarray  # (n,) str
+    label: np.ndarray  # (n,) int8, in-hospital death
+    static: np.ndarray  # (n, S) float64, NaN = missing
+    events: Events
+    modified: np.ndarray = field(default=None)  # type: ignore[assignment]  # (n,) bool
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.stay_id)
+        if self.modified is None:
+            object.__setattr__(self, "modified", np.zeros(n, dtype=bool))
+        if len(self.label) != n or len(self.modified) != n or self.events.n_stays != n:
+            raise ValueError(
+                f"cohort arrays disagree on the number of stays: stay_id {n}, label "
+                f"{len(self.label)}, modified {len(self.modified)}, events {self.events.n_stays}"
+            )
+        if self.static.shape != (n, len(self.schema.static)):
+            raise ValueError(
+                f"static has shape {self.static.shape}, expected ({n}, {len(self.schema.static)})"
+            )
+
+    # ---------------------------------------------------------------- basic views
+    @property
+    def n_stays(self) -> int:
+        return len(self.stay_id)
+
+    def __len__(self) -> int:
+        return self.n_stays
+
+    @property
+    def n_events(self) -> int:
+        return len(self.events.time)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.events.offsets)
+
+    @property
+    def event_stay(self) -> np.ndarray:
+        """Stay index of each event."""
+        return self.events.stay
+
+    def stay_events(self, i: int) -> dict[str, np.ndarray]:
+        """Events of one stay (for inspection and tests, not for hot paths)."""
+        a, b = self.events.offsets[i], self.events.offsets[i + 1]
+        e = self.events
+        return {
+            "time": e.time[a:b],
+            "variable": e.variable[a:b],
+            "value": e.value[a:b],
+            "alias": e.alias[a:b],
+        }
+
+    def indices_of(self, stay_ids: Sequence[str]) -> np.ndarray:
+        """Positions of the given stay ids; raises naming the first unknown id."""
+        order = np.argsort(self.stay_id, kind="stable")
+        sorted_ids = self.stay_id[order]
+        wanted = np.asarray(stay_ids, dtype=str)
+        pos = np.searchsorted(sorted_ids, wanted)
+        pos = np.clip(pos, 0, len(sorted_ids) - 1)
+        found = sorted_ids[pos] == wanted
+        if not np.all(found):
+            missing = wanted[~found][0]
+            raise KeyError(f"stay id {missing!r} is not in this cohort")
+        return order[pos]
+
+    # ---------------------------------------------------------------- transformations
+    def subset(self, idx: np.ndarray | Sequence[int]) -> Cohort:
+        """The stays at positions `idx`, in that order."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        pos, offsets = _gather(self.events.offsets, idx)
+        e = self.events
+        events = Events(offsets, e.time[pos], e.variable[pos], e.value[pos], e.alias[pos])
+        return Cohort(
+            schema=self.schema,
+            stay_id=self.stay_id[idx],
+            label=self.label[idx],
+            static=self.static[idx],
+            events=events,
+            modified=self.modified[idx],
+            meta=dict(self.meta),
+        )
+
+    def replace_events(self, idx: np.ndarray | Sequence[int], new: Events) -> Cohort:
+        """A copy in which stays `idx` carry the events `new` (one stay of `new` per index).
+
+        The replaced stays are marked modified. This is how attacks write poisoned stays.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        if new.n_stays != len(idx):
+            raise ValueError(f"{len(idx)} stays to replace but {new.n_stays} stays of events given")
+        if len(np.unique(idx)) != len(idx):
+            raise ValueError("replace_events needs distinct stay indices")
+        old = self.events
+        lengths = np.diff(old.offsets)
+        new_lengths = lengths.copy()
+        new_lengths[idx] = np.diff(new.offsets)
+        offsets = np.zeros(self.n_stays + 1, dtype=np.int64)
+        np.cumsum(new_lengths, out=offsets[1:])
+        replaced = np.zeros(self.n_stays, dtype=bool)
+        replaced[idx] = True
+
+        old_stay = old.stay
+        keep = ~replaced[old_stay]
+        src = np.flatnonzero(keep)
+        dst_old = offsets[old_stay[keep]] + (src - old.offsets[old_stay[keep]])
+        new_stay_local = new.stay
+        dst_new = offsets[idx[new_stay_local]] + (
+            np.arange(len(new.time)) - new.offsets[new_stay_local]
+        )
+        total = int(offsets[-1])
+
+        def merge(a_old: np.ndarray, a_new: np.ndarray) -> np.ndarray:
+            out = np.empty(total, dtype=a_old.dtype)
+            out[dst_old] = a_old[keep]
+            out[dst_new] = a_new.astype(a_old.dtype, copy=False)
+            return out
+
+        events = Events(
+            offsets,
+            merge(old.time, new.time),
+            merge(old.variable, new.variable),
+            merge(old.value, new.value),
+            merge(old.alias, new.alias),
+        )
+        modified = self.modified.copy()
+        modified[idx] = True
+        return replace(self, events=events, modified=modified)
+
+    def with_labels(self, idx: np.ndarray | Sequence[int], label: int) -> Cohort:
+        """A copy with the label of stays `idx` set to `label` (marked modified)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        labels = self.label.copy()
+        labels[idx] = label
+        modified = self.modified.copy()
+        modified[idx] = True
+        return replace(self, label=labels, modified=modified)
+
+    def events_of(self, idx: np.ndarray | Sequence[int]) -> Events:
+        """The events of stays `idx` as a standalone batch."""
+        idx = np.asarray(idx, dtype=np.int64)
+        pos, offsets = _gather(self.events.offsets, idx)
+        e = self.events
+        return Events(offsets, e.time[pos], e.variable[pos], e.value[pos], e.alias[pos])
+
+    @staticmethod
+    def concat(cohorts: Sequence[Cohort]) -> Cohort:
+        """Stack cohorts of one schema; stay ids must stay unique."""
+        if not cohorts:
+            raise ValueError("concat needs at least one cohort")
+        schema = cohorts[0].schema
+        for c in cohorts[1:]:
+            if c.schema.name != schema.name:
+                raise ValueError(f"cannot concatenate schemas {schema.name!r} and {c.schema.name!r}")
+        stay_id = np.concatenate([c.stay_id for c in cohorts])
+        if len(np.unique(stay_id)) != len(stay_id):
+            raise ValueError("concatenated cohorts share stay ids")
+        lengths = np.concatenate([c.lengths for c in cohorts])
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        events = Events(
+            offsets,
+            np.concatenate([c.events.time for c in cohorts]),
+            np.concatenate([c.events.variable for c in cohorts]),
+            np.concatenate([c.events.value for c in cohorts]),
+            np.concatenate([c.events.alias for c in cohorts]),
+        )
+        meta = {"sources": [c.meta for c in cohorts]}
+        return Cohort(
+            schema=schema,
+            stay_id=stay_id,
+            label=np.concatenate([c.label for c in cohorts]),
+            static=np.concatenate([c.static for c in cohorts]),
+            events=events,
+            modified=np.concatenate([c.modified for c in cohorts]),
+            meta=meta,
+        )
+
+    # ---------------------------------------------------------------- identity, persistence
+    def content_hash(self) -> str:
+        """Hash of everything preprocessing depends on (cache key; changes with any value)."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.schema.name.encode())
+        for a in (
+            self.stay_id.astype(str),
+            self.label,
+            self.static,
+            self.events.offsets,
+            self.events.time,
+            self.events.variable,
+            self.events.value,
+            self.events.alias,
+        ):
+            arr = np.ascontiguousarray(a)
+            h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
+    def save(self, path: str | Path) -> None:
+        """Write to a NumPy .npz (no pickled objects), atomically."""
+        path = Path(path)
+        arrays = {
+            "stay_id": self.stay_id.astype(str),
+            "label": self.label,
+            "static": self.static,
+            "offsets": self.events.offsets,
+            "time": self.events.time,
+            "variable": self.events.variable,
+            "value": self.events.value,
+            "alias": self.events.alias,
+            "modified": self.modified,
+            "schema": np.array(self.schema.name),
+            "meta": np.array(json.dumps(self.meta)),
+        }
+        atomic_savez(path, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Cohort:
+        """Read a cohort written by `save` (never unpickles)."""
+        with np.load(Path(path), allow_pickle=False) as z:
+            events = Events(z["offsets"], z["time"], z["variable"], z["value"], z["alias"])
+            return cls(
+                schema=get_schema(str(z["schema"])),
+                stay_id=z["stay_id"],
+                label=z["label"],
+                static=z["static"],
+                events=events,
+                modified=z["modified"],
+                meta=json.loads(str(z["meta"])),
+            )
+
+    # ---------------------------------------------------------------- summary
+    def missing_fraction(self, timestep: float = 1.0) -> np.ndarray:
+        """Per variable, the fraction of hourly grid cells (stays x 48 bins) with no observation."""
+        n_bins = int(WINDOW_HOURS / timestep + 1.0 - BIN_EPS)
+        e = self.events
+        bins = hour_bins(e.time, timestep)
+        ok = (bins >= 0) & (bins < n_bins) & (e.time <= WINDOW_HOURS + BIN_EPS)
+        cell = (e.stay[ok] * n_bins + bins[ok]) * len(self.schema) + e.variable[ok]
+        observed = np.unique(cell) % len(self.schema)
+        counts = np.bincount(observed, minlength=len(self.schema))
+        return 1.0 - counts / max(self.n_stays * n_bins, 1)
+
+    def summary(self) -> dict:
+        """JSON-serialisable overview: sizes, deaths, per-variable events and missingness."""
+        n_per_var = np.bincount(self.events.variable, minlength=len(self.schema))
+        missing = self.missing_fraction()
+        return {
+            "schema": self.schema.name,
+            "n_stays": int(self.n_stays),
+            "n_positive": int(self.label.sum()),
+            "positive_rate": float(self.label.mean()) if self.n_stays else 0.0,
+            "n_events": int(self.n_events),
+            "n_empty_stays": int((self.lengths == 0).sum()),
+            "n_modified": int(self.modified.sum()),
+            "grid_missing_rate": float(missing.mean()),
+            "variables": {
+                v.name: {"n_events": int(n_per_var[i]), "missing_fraction": float(missing[i])}
+                for i, v in enumerate(self.schema.variables)
+            },
+        }
+
+
+def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
