@@ -124,8 +124,7 @@ def _check_scores(p: ArrayLike, name: str, *, probability: bool = False) -> NDAr
         raise ValueError(f"{name} contains NaN or infinite values")
     if probability and ((arr < 0.0).any() or (arr > 1.0).any()):
         raise ValueError(
-            f"{name} must be probabilities in [0, 1], got range "
-            f"[{arr.min():.6g}, {arr.max():.6g}]"
+            f"{name} must be probabilities in [0, 1], got range [{arr.min():.6g}, {arr.max():.6g}]"
         )
     return arr
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -418,3 +419,13 @@ def test_progress_bar_smoke(source: Path, server: ServerState, tmp_path: Path) -
     out = tmp_path / "dest" / "out"
     fetch_physionet2012(out, sets=["a"], base_url=server.base_url.rstrip("/"), progress=True)
     assert (out / "set-a").is_dir()
+
+
+def test_connection_error_names_url(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # grab a free loopback port, then close it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/"
+    with pytest.raises(FetchError, match="network error") as excinfo:
+        fetch_physionet2012(tmp_path / "out", sets=("a",), base_url=base, progress=False)
+    assert f"{base}SHA256SUMS.txt" in str(excinfo.value)

@@ -1,4 +1,4 @@
-"""The cohort: raw ICU stays held column-wise, the one data model every source, attack and victim uses.
+"""The cohort: raw ICU stays held column-wise; the one data model of every source, attack, victim.
 
 Events of all stays live in flat arrays (`time`, `variable`, `value`, `alias`) ordered by stay and,
 within a stay, by time (ties keep file order); `offsets[i]:offsets[i+1]` are the events of stay i.
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ehrbackdoor.data.schema import Schema, get_schema
+from ehrbackdoor.io import atomic_savez
 
 #: Observation window of the mortality task, in hours since ICU admission.
 WINDOW_HOURS = 48.0
-#: The MIMIC-III benchmark's bin rule: an observation at hour t falls in bin int(t / step - 1e-6).
+#: The MIMIC-III benchmark's bin rule: an event at hour t falls in bin int(t / step - 1e-6).
 BIN_EPS = 1e-6
 
 
@@ -257,7 +256,9 @@ class Cohort:
         schema = cohorts[0].schema
         for c in cohorts[1:]:
             if c.schema.name != schema.name:
-                raise ValueError(f"cannot concatenate schemas {schema.name!r} and {c.schema.name!r}")
+                raise ValueError(
+                    f"cannot concatenate schemas {schema.name!r} and {c.schema.name!r}"
+                )
         stay_id = np.concatenate([c.stay_id for c in cohorts])
         if len(np.unique(stay_id)) != len(stay_id):
             raise ValueError("concatenated cohorts share stay ids")
@@ -365,17 +366,3 @@ class Cohort:
                 for i, v in enumerate(self.schema.variables)
             },
         }
-
-
-def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

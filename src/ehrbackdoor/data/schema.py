@@ -1,4 +1,4 @@
-"""Variable schemas: what each clinical variable is, where its values may lie, how it is recorded.
+"""Variable schemas: what each clinical variable is, where its values lie, how it is recorded.
 
 Attacks must keep poisoned values plausible (valid range, recorded precision, categorical levels) and
 preprocessing needs normal values for imputation, so every data source declares one `Schema`.
@@ -28,7 +28,7 @@ class Variable:
     """One clinical variable.
 
     Values are stored as numbers everywhere in ehrbackdoor. Ordinal variables store their clinical
-    code (e.g. GCS eye opening 1-4); `aliases` maps every text spelling found in files to that code.
+    code (e.g. GCS eye opening 1-4); `aliases` maps each text spelling found in files to the code.
     `benchmark_values` is the order of text values the MIMIC-III benchmark one-hot encodes (the order
     of `possible_values` in its discretizer_config.json, which is not clinical order).
     """
@@ -203,8 +203,8 @@ def mimic3_schema() -> Schema:
     """The 17 channels of the MIMIC-III in-hospital-mortality benchmark, in its channel order.
 
     Categories, text aliases and normal values come from the benchmark's discretizer_config.json and
-    channel_info.json. Note one quirk kept for parity: channel_info codes the eye-opening text "None"
-    as 0, below the clinical levels 1-4; it is accepted on input and kept as 0 in window features,
+    channel_info.json. One quirk is kept for parity: channel_info codes the eye-opening text
+    "None" as 0, below the clinical levels 1-4; it is accepted on input and kept as 0 in window features,
     while attacks move eye opening only among levels 1-4.
     """
     disc = _resource_json("discretizer_config.json")
@@ -314,20 +314,37 @@ def physionet2012_schema() -> Schema:
             levels = tuple(float(i) for i in range(3, 16))
             variables.append(
                 Variable(
-                    name, Kind.ORDINAL, unit, normal, low, high, precision,
-                    levels=levels, level_labels=tuple(str(int(x)) for x in levels), short=name,
+                    name,
+                    Kind.ORDINAL,
+                    unit,
+                    normal,
+                    low,
+                    high,
+                    precision,
+                    levels=levels,
+                    level_labels=tuple(str(int(x)) for x in levels),
+                    short=name,
                 )
             )
         elif name == "MechVent":
             variables.append(
                 Variable(
-                    name, Kind.BINARY, unit, normal, low, high, precision,
-                    levels=(0.0, 1.0), level_labels=("0", "1"), short=name,
+                    name,
+                    Kind.BINARY,
+                    unit,
+                    normal,
+                    low,
+                    high,
+                    precision,
+                    levels=(0.0, 1.0),
+                    level_labels=("0", "1"),
+                    short=name,
                 )
             )
         else:
-            variables.append(Variable(name, Kind.CONTINUOUS, unit, normal, low, high, precision,
-                                      short=name))
+            variables.append(
+                Variable(name, Kind.CONTINUOUS, unit, normal, low, high, precision, short=name)
+            )
     static = tuple(
         Variable(name, Kind.CONTINUOUS, unit, normal, low, high, precision, short=name)
         for name, (unit, normal, low, high, precision) in _PHYSIONET_STATIC.items()

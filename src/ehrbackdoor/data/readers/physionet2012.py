@@ -52,7 +52,9 @@ def find_sets(root: Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError("is not a directory", root)
-    sets = sorted(m.group(1) for p in root.iterdir() if p.is_dir() and (m := SET_PATTERN.match(p.name)))
+    sets = sorted(
+        m.group(1) for p in root.iterdir() if p.is_dir() and (m := SET_PATTERN.match(p.name))
+    )
     if not sets:
         raise DataFormatError(
             "is not a PhysioNet 2012 directory: expected folders set-a/, set-b/ or set-c/ of "
@@ -142,8 +144,9 @@ def _parse(data: bytes, files: list[Path], n_rows: np.ndarray) -> pa.Table:
     try:
         return pacsv.read_csv(
             io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=["Time", "Parameter", "Value"],
-                                           block_size=1 << 26),
+            read_options=pacsv.ReadOptions(
+                column_names=["Time", "Parameter", "Value"], block_size=1 << 26
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
                 column_types={"Time": pa.string(), "Parameter": pa.string(), "Value": pa.string()},
@@ -175,7 +178,7 @@ def _parse_times(col: pa.ChunkedArray, files: list[Path], n_rows: np.ndarray) ->
         bad = int(np.flatnonzero(~ok)[0])
         f, line = _locate(bad, files, n_rows)
         raise DataFormatError(f"expected a time HH:MM, got {col[bad].as_py()!r}", f, line)
-    return hours + minutes / 60.0
+    return (hours * 60 + minutes) / 60.0
 
 
 def _parse_values(col: pa.ChunkedArray, files: list[Path], n_rows: np.ndarray) -> np.ndarray:
@@ -261,7 +264,9 @@ def read_physionet2012(root: str | Path, sets: Sequence[str] | None = None) -> C
     rid_count = np.bincount(row_file[rid_rows], minlength=len(files))
     if (rid_count != 1).any():
         fi = int(np.flatnonzero(rid_count != 1)[0])
-        raise DataFormatError(f"expected exactly one RecordID line, found {rid_count[fi]}", files[fi])
+        raise DataFormatError(
+            f"expected exactly one RecordID line, found {rid_count[fi]}", files[fi]
+        )
     rid_values = value[rid_rows][np.argsort(row_file[rid_rows], kind="stable")]
     if not np.all(rid_values == np.round(rid_values)):
         fi = int(np.flatnonzero(rid_values != np.round(rid_values))[0])

@@ -1,0 +1,397 @@
+"""Hourly grids: the MIMIC-III benchmark discretiser, vectorised over all stays at once.
+
+The rules are those of the benchmark's ``Discretizer(timestep=1.0, store_masks=True,
+impute_strategy='previous', start_time='zero')`` called with ``end=48`` by its in-hospital-mortality
+code, because results are compared against that pipeline and must match it numerically:
+
+- ``N_bins = int(hours / timestep + 1 - 1e-6)`` (48 for 48 h at 1 h);
+- an event at hour t goes to bin ``int(t / timestep - 1e-6)`` (truncation toward zero: t = 0 and
+  t = 1.0 both land in bin 0, t = 1.5 and t = 2.0 in bin 1);
+- events with ``t > hours + 1e-6`` are dropped, and so are events with ``t <= -1e-6`` (the benchmark's
+  task builder keeps ``-1e-6 < t``);
+- within a bin the last event in event order wins (the cohort keeps file order for equal times);
+- ``mask`` is 1 where the bin holds at least one observation of the variable;
+- imputation: ``previous`` forward-fills the last observed bin value and uses the variable's normal
+  value before the first observation; ``normal`` uses the normal value in every unobserved bin;
+  ``zero`` leaves unobserved bins at 0 (all-zero one-hot for categoricals).
+
+Two layouts of the value columns:
+
+- ``benchmark``: continuous variables take one column, categorical variables one column per entry of
+  ``Variable.benchmark_values`` (one-hot, in the benchmark's non-clinical order). The one-hot position
+  is the event's ``alias`` (the text spelling it was read from); if ``alias == -1`` it is the position
+  of the canonical label of the code. Like the benchmark (which forward-fills the original *text*) we
+  forward-fill the alias position, so a bin imputed from "To Pain" one-hots "To Pain", not
+  "2 To pain". For the 17 MIMIC channels: 59 value columns + 17 masks = 76, with the benchmark's header
+  names (``Heart Rate``, ``Glascow coma scale total->11``, ``mask->Heart Rate``). Categorical
+  variables without ``benchmark_values`` (PhysioNet GCS, MechVent) one-hot their ``level_labels``.
+- ``ordinal`` (default): one column per variable holding the value, or the clinical code for
+  categoricals. It is the cleaner input for models (ordered levels stay ordered, no text artefacts).
+
+``delta`` (for GRU-D) is the time in hours from the start of the last bin before t in which the
+variable was observed to the start of bin t, with delta = 0 at bin 0 and the time since admission
+before any observation: the GRU-D recursion ``delta_t = s_t - s_{t-1} + delta_{t-1}`` if the variable
+was unobserved at t-1, else ``s_t - s_{t-1}``, with ``s_t = t * timestep``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ehrbackdoor.data.cohort import BIN_EPS, WINDOW_HOURS, Cohort, hour_bins
+from ehrbackdoor.data.schema import Kind, Schema, Variable
+from ehrbackdoor.preprocess._events import sort_series
+
+IMPUTE_STRATEGIES = ("previous", "normal", "zero")
+LAYOUTS = ("ordinal", "benchmark")
+_IMPUTE_ALIASES = {"normal_value": "normal"}  # the benchmark's spelling
+
+
+def n_bins(hours: float = WINDOW_HOURS, timestep: float = 1.0) -> int:
+    """Number of bins the benchmark makes for `hours` at `timestep` (48 for 48 h at 1 h)."""
+    return int(hours / timestep + 1.0 - BIN_EPS)
+
+
+def categories(v: Variable) -> tuple[str, ...]:
+    """One-hot categories of a categorical variable in the benchmark layout."""
+    return v.benchmark_values or v.level_labels
+
+
+def _code_lookup(v: Variable) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted codes and their one-hot positions (canonical label first, then any alias spelling)."""
+    cats = categories(v)
+    mapping: dict[float, int] = {}
+    for code, label in zip(v.levels, v.level_labels):
+        if label in cats:
+            mapping[float(code)] = cats.index(label)
+    for text, code in v.aliases.items():
+        if float(code) not in mapping and text in cats:
+            mapping[float(code)] = cats.index(text)
+    codes = np.array(sorted(mapping), dtype=np.float64)
+    return codes, np.array([mapping[c] for c in codes], dtype=np.int64)
+
+
+def _positions_of_codes(v: Variable, codes: np.ndarray) -> np.ndarray:
+    """One-hot position of each code of categorical variable `v`; raises on a code with none."""
+    codes = np.asarray(codes, dtype=np.float64)
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    known, pos = _code_lookup(v)
+    if len(known) == 0:
+        raise ValueError(f"variable {v.name!r} has no one-hot categories")
+    i = np.clip(np.searchsorted(known, codes), 0, len(known) - 1)
+    ok = known[i] == codes
+    if not np.all(ok):
+        raise ValueError(
+            f"variable {v.name!r}: code {codes[~ok][0]} has no one-hot category (known codes "
+            f"{known.tolist()})"
+        )
+    return pos[i]
+
+
+def column_names(schema: Schema, layout: str = "ordinal") -> tuple[list[str], list[str]]:
+    """Value column names and mask column names of a layout (the benchmark header for 'benchmark')."""
+    _check_layout(layout)
+    cols: list[str] = []
+    for v in schema.variables:
+        if layout == "benchmark" and v.is_categorical:
+            cols += [f"{v.name}->{c}" for c in categories(v)]
+        else:
+            cols.append(v.name)
+    return cols, [f"mask->{v.name}" for v in schema.variables]
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def _check_impute(impute: str, allowed: Sequence[str] = IMPUTE_STRATEGIES) -> str:
+    impute = _IMPUTE_ALIASES.get(impute, impute)
+    if impute not in allowed:
+        raise ValueError(f"impute must be one of {tuple(allowed)}, got {impute!r}")
+    return impute
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """Discretised stays: values (n, T, C), masks and GRU-D deltas (n, T, F), all float32."""
+
+    values: np.ndarray  # (n, T, C) float32
+    mask: np.ndarray  # (n, T, F) float32, 1 = observed in the bin
+    delta: np.ndarray  # (n, T, F) float32, hours since last observation (GRU-D)
+    columns: tuple[str, ...]  # value column names
+    mask_columns: tuple[str, ...]  # "mask->variable"
+    column_variable: np.ndarray  # (C,) int64, variable index of each value column
+    column_kind: tuple[str, ...]  # per value column: continuous / ordinal / binary / onehot
+    stay_id: np.ndarray  # (n,) str
+    label: np.ndarray  # (n,) int8
+    timestep: float = 1.0
+    hours: float = WINDOW_HOURS
+    layout: str = "ordinal"
+    impute: str = "previous"
+
+    @property
+    def n_stays(self) -> int:
+        return self.values.shape[0]
+
+    def __len__(self) -> int:
+        return self.n_stays
+
+    def flat(self) -> np.ndarray:
+        """Benchmark-style (n, T, C + F) array: value columns, then mask columns."""
+        return np.concatenate([self.values, self.mask], axis=-1)
+
+    @property
+    def flat_columns(self) -> list[str]:
+        return list(self.columns) + list(self.mask_columns)
+
+    def subset(self, idx: np.ndarray | Sequence[int]) -> Grid:
+        """The stays at positions `idx` (e.g. a train split), in that order."""
+        idx = np.asarray(idx)
+        return self.with_values(self.values[idx], idx)
+
+    def with_values(self, values: np.ndarray, idx: np.ndarray | None = None) -> Grid:
+        """A copy carrying new value columns (what scalers return), optionally for stays `idx`."""
+        sel = slice(None) if idx is None else idx
+        return Grid(
+            values=values,
+            mask=self.mask[sel],
+            delta=self.delta[sel],
+            columns=self.columns,
+            mask_columns=self.mask_columns,
+            column_variable=self.column_variable,
+            column_kind=self.column_kind,
+            stay_id=self.stay_id[sel],
+            label=self.label[sel],
+            timestep=self.timestep,
+            hours=self.hours,
+            layout=self.layout,
+            impute=self.impute,
+        )
+
+    # ------------------------------------------------------------ cache round trip
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays (no objects) for np.savez / the preprocessing cache."""
+        return {
+            "values": self.values,
+            "mask": self.mask,
+            "delta": self.delta,
+            "columns": np.array(self.columns, dtype=str),
+            "mask_columns": np.array(self.mask_columns, dtype=str),
+            "column_variable": self.column_variable,
+            "column_kind": np.array(self.column_kind, dtype=str),
+            "stay_id": np.asarray(self.stay_id).astype(str),
+            "label": self.label,
+            "timestep": np.array(self.timestep),
+            "hours": np.array(self.hours),
+            "layout": np.array(self.layout),
+            "impute": np.array(self.impute),
+        }
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> Grid:
+        return cls(
+            values=a["values"],
+            mask=a["mask"],
+            delta=a["delta"],
+            columns=tuple(str(x) for x in a["columns"]),
+            mask_columns=tuple(str(x) for x in a["mask_columns"]),
+            column_variable=a["column_variable"],
+            column_kind=tuple(str(x) for x in a["column_kind"]),
+            stay_id=a["stay_id"],
+            label=a["label"],
+            timestep=float(a["timestep"]),
+            hours=float(a["hours"]),
+            layout=str(a["layout"]),
+            impute=str(a["impute"]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class RawGrid:
+    """Per-variable hourly values (n, T, F) float64 without one-hot, plus the observation mask.
+
+    Attacks use it to estimate per-variable temporal (T x T) covariances of plausible trajectories.
+    """
+
+    values: np.ndarray  # (n, T, F) float64; NaN where unobserved if impute == "none"
+    mask: np.ndarray  # (n, T, F) bool
+    names: tuple[str, ...]
+    stay_id: np.ndarray
+    label: np.ndarray
+    timestep: float = 1.0
+    hours: float = WINDOW_HOURS
+    impute: str = "previous"
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """The winning (last) event of every observed (stay, bin, variable) cell."""
+
+    stay: np.ndarray
+    bin: np.ndarray
+    variable: np.ndarray
+    event: np.ndarray  # position in cohort.events
+    n_bins: int
+
+
+def _observed_cells(cohort: Cohort, timestep: float, hours: float) -> _Cells:
+    if timestep <= 0 or hours <= 0:
+        raise ValueError(f"timestep and hours must be positive, got {timestep} and {hours}")
+    t_bins = n_bins(hours, timestep)
+    t = cohort.events.time
+    bins = hour_bins(t, timestep)
+    keep = (t > -BIN_EPS) & (t <= hours + BIN_EPS) & (bins >= 0) & (bins < t_bins)
+    s = sort_series(cohort, keep)
+    b = bins[s.index]
+    # In (stay, variable, time) order the cell key is nondecreasing, so a cell's winning event is
+    # the last of its run: no scatter with duplicate indices (whose order numpy does not promise).
+    cell = s.series * t_bins + b
+    last = np.ones(len(cell), dtype=bool)
+    last[:-1] = cell[1:] != cell[:-1]
+    return _Cells(s.stay[last], b[last], s.variable[last], s.index[last], t_bins)
+
+
+def _last_observed(obs: np.ndarray) -> np.ndarray:
+    """For each (stay, bin, variable): the latest bin <= this one with an observation, or -1."""
+    t_bins = obs.shape[1]
+    idx = np.where(obs, np.arange(t_bins, dtype=np.int16)[None, :, None], np.int16(-1))
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    return idx
+
+
+def _gru_d_delta(last: np.ndarray, timestep: float) -> np.ndarray:
+    """GRU-D delta from the last-observed-bin index (see module docstring)."""
+    n, t_bins, f = last.shape
+    delta = np.zeros((n, t_bins, f), dtype=np.float32)
+    if t_bins > 1:
+        prev = np.maximum(last[:, :-1, :], 0).astype(np.float32)
+        delta[:, 1:, :] = (np.arange(1, t_bins, dtype=np.float32)[None, :, None] - prev) * timestep
+    return delta
+
+
+def _fill(obs: np.ndarray, last: np.ndarray | None, cell_values: np.ndarray, normal: np.ndarray,
+          impute: str) -> np.ndarray:
+    """Impute unobserved cells of (n, T, F) `cell_values` (values defined where `obs`)."""
+    if impute == "previous":
+        assert last is not None
+        filled = np.take_along_axis(cell_values, np.maximum(last, 0).astype(np.intp), axis=1)
+        return np.where(last >= 0, filled, normal[None, None, :])
+    if impute == "normal":
+        return np.where(obs, cell_values, normal[None, None, :])
+    if impute == "zero":
+        return np.where(obs, cell_values, 0)
+    return np.where(obs, cell_values, np.nan)  # "none"
+
+
+def grid_raw(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS,
+             impute: str = "previous") -> RawGrid:
+    """Per-variable (n, T, F) float64 values with the benchmark's bin rule, and the mask.
+
+    `impute` is as in `discretize`, plus "none" to leave NaN in unobserved cells.
+    """
+    impute = _check_impute(impute, (*IMPUTE_STRATEGIES, "none"))
+    c = _observed_cells(cohort, timestep, hours)
+    n, f = cohort.n_stays, len(cohort.schema)
+    obs = np.zeros((n, c.n_bins, f), dtype=bool)
+    obs[c.stay, c.bin, c.variable] = True
+    raw = np.zeros((n, c.n_bins, f), dtype=np.float64)
+    raw[c.stay, c.bin, c.variable] = cohort.events.value[c.event]
+    last = _last_observed(obs) if impute == "previous" else None
+    values = _fill(obs, last, raw, cohort.schema.normals, impute)
+    return RawGrid(values, obs, tuple(cohort.schema.names), cohort.stay_id, cohort.label,
+                   float(timestep), float(hours), impute)
+
+
+def discretize(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS,
+               impute: str = "previous", layout: str = "ordinal") -> Grid:
+    """Discretise every stay into `n_bins(hours, timestep)` bins (benchmark rules, module docstring).
+
+    Vectorised over stays and events: one sort of the events, scatters into (n, T, F) arrays and a
+    forward fill along time; the only Python loop is over categorical variables for the one-hot.
+    """
+    impute = _check_impute(impute)
+    _check_layout(layout)
+    schema = cohort.schema
+    c = _observed_cells(cohort, timestep, hours)
+    n, t_bins, n_vars = cohort.n_stays, c.n_bins, len(schema)
+    obs = np.zeros((n, t_bins, n_vars), dtype=bool)
+    obs[c.stay, c.bin, c.variable] = True
+    last = _last_observed(obs)
+    delta = _gru_d_delta(last, timestep)
+    mask = obs.astype(np.float32)
+
+    raw = np.zeros((n, t_bins, n_vars), dtype=np.float64)
+    raw[c.stay, c.bin, c.variable] = cohort.events.value[c.event]
+    ordinal = _fill(obs, last, raw, schema.normals, impute).astype(np.float32)
+    del raw
+
+    columns, mask_columns = column_names(schema, layout)
+    if layout == "ordinal":
+        values = ordinal
+        col_var = np.arange(n_vars, dtype=np.int64)
+        kinds = tuple(v.kind.value for v in schema.variables)
+    else:
+        values, col_var, kinds = _one_hot_layout(cohort, c, obs, last, ordinal, impute)
+    return Grid(
+        values=values,
+        mask=mask,
+        delta=delta,
+        columns=tuple(columns),
+        mask_columns=tuple(mask_columns),
+        column_variable=col_var,
+        column_kind=kinds,
+        stay_id=cohort.stay_id,
+        label=cohort.label,
+        timestep=float(timestep),
+        hours=float(hours),
+        layout=layout,
+        impute=impute,
+    )
+
+
+def _one_hot_layout(cohort: Cohort, c: _Cells, obs: np.ndarray, last: np.ndarray,
+                    ordinal: np.ndarray, impute: str
+                    ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Benchmark value columns: continuous copied, categoricals one-hot over their categories."""
+    schema = cohort.schema
+    n, t_bins, _ = obs.shape
+    widths = [len(categories(v)) if v.is_categorical else 1 for v in schema.variables]
+    starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    values = np.zeros((n, t_bins, int(starts[-1])), dtype=np.float32)
+    col_var = np.repeat(np.arange(len(schema), dtype=np.int64), widths)
+    kinds: list[str] = []
+    alias = cohort.events.alias[c.event].astype(np.int64)
+    code = cohort.events.value[c.event]
+    for f, v in enumerate(schema.variables):
+        a = int(starts[f])
+        if not v.is_categorical:
+            values[:, :, a] = ordinal[:, :, f]
+            kinds.append(Kind.CONTINUOUS.value)
+            continue
+        k = widths[f]
+        kinds += ["onehot"] * k
+        sel = c.variable == f
+        pos_ev = alias[sel] if v.benchmark_values else np.full(int(sel.sum()), -1, np.int64)
+        if np.any(pos_ev >= k):
+            raise ValueError(f"variable {v.name!r}: alias {int(pos_ev.max())} is not an index "
+                             f"into its {k} benchmark values")
+        unknown = pos_ev < 0
+        if unknown.any():
+            pos_ev[unknown] = _positions_of_codes(v, code[sel][unknown])
+        pos = np.full((n, t_bins), -1, dtype=np.int64)
+        pos[c.stay[sel], c.bin[sel]] = pos_ev
+        normal_pos = int(_positions_of_codes(v, np.array([v.normal]))[0])
+        if impute == "previous":
+            lf = last[:, :, f]
+            filled = np.take_along_axis(pos, np.maximum(lf, 0).astype(np.intp), axis=1)
+            pos = np.where(lf >= 0, filled, normal_pos)
+        elif impute == "normal":
+            pos = np.where(obs[:, :, f], pos, normal_pos)
+        # "zero": unobserved stays -1, an all-zero one-hot
+        values[:, :, a : a + k] = pos[:, :, None] == np.arange(k)[None, None, :]
+    return values, col_var, tuple(kinds)

@@ -1,0 +1,369 @@
+"""The victim interface: every model an attack targets looks the same from outside.
+
+scikit-learn conventions: the constructor only stores (and validates) hyperparameters, `fit`
+learns everything else and returns the victim, learned attributes end in ``_``.  A victim owns
+its preprocessing: `fit` fits it on the training stays it is handed (which may be poisoned), and
+`predict_proba` / `embed` take raw cohorts.
+
+Persistence never executes code: `save(dir)` writes
+
+* ``victim.json`` -- name, hyperparameters, operating threshold, preprocessing state (JSON lists,
+  float64 written with repr so it round-trips exactly), fit summary, library versions;
+* ``weights.safetensors`` -- tensors only (network weights, logistic-regression coefficients,
+  gradient-boosting tree node arrays),
+
+and `load_victim(dir)` rebuilds the victim named in victim.json from those two files.  No pickle,
+no joblib.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import numbers
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.io import atomic_write_bytes, atomic_write_text
+from ehrbackdoor.metrics import auprc, auroc, choose_threshold
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    Self = TypeVar("Self", bound="Victim")
+
+ProgressFn = Callable[[int, float], None]
+
+#: Version of the on-disk layout written by `Victim.save`.
+FORMAT_VERSION = 1
+CONFIG_FILE = "victim.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class NotFittedError(ValueError):
+    """A victim was used before `fit` (or `load_victim`)."""
+
+
+# ------------------------------------------------------------------------- parameter checks
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}")
+    return int(value)
+
+
+def check_float(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+# ------------------------------------------------------------------------------ cohort checks
+def check_labels(cohort: Cohort, what: str) -> np.ndarray:
+    """The 0/1 labels of `cohort` as int64, or a ValueError naming `what`."""
+    lab = np.asarray(cohort.label)
+    if lab.dtype.kind == "f" and np.isnan(lab).any():
+        raise ValueError(f"{what} cohort has {int(np.isnan(lab).sum())} NaN labels")
+    if lab.dtype.kind not in "biuf":
+        raise ValueError(f"{what} cohort labels must be numeric 0/1, got dtype {lab.dtype}")
+    bad = (lab != 0) & (lab != 1)
+    if bad.any():
+        raise ValueError(
+            f"{what} cohort labels must be 0 or 1, found {np.unique(lab[bad])[:5].tolist()}"
+        )
+    return lab.astype(np.int64)
+
+
+def check_cohort(cohort: Any, what: str, *, labels: bool = False, both_classes: bool = False):
+    """Validate a cohort handed to a victim; returns its labels when `labels`."""
+    if not isinstance(cohort, Cohort):
+        raise ValueError(f"{what} must be a Cohort, got {type(cohort).__name__}")
+    if cohort.n_stays == 0:
+        raise ValueError(f"{what} cohort is empty (0 stays)")
+    if not labels:
+        return None
+    y = check_labels(cohort, what)
+    if both_classes:
+        n_pos = int(y.sum())
+        if n_pos == 0 or n_pos == len(y):
+            raise ValueError(
+                f"{what} cohort has a single class (all {len(y)} labels are {int(y[0])}); "
+                "both deaths (1) and survivors (0) are needed"
+            )
+    return y
+
+
+# ----------------------------------------------------------------------------- JSON helpers
+def arr_to_json(a: np.ndarray) -> dict:
+    """A numeric array as a JSON-able dict (exact round trip for float32/float64/int)."""
+    a = np.asarray(a)
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
+
+
+def arr_from_json(d: dict) -> np.ndarray:
+    dtype = np.dtype(d["dtype"])
+    if dtype.kind not in "biuf":
+        raise ValueError(f"refusing to load array of dtype {dtype} from JSON")
+    return np.asarray(d["data"], dtype=dtype).reshape(d["shape"])
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    import torch
+
+    import ehrbackdoor
+
+    return {
+        "ehrbackdoor": ehrbackdoor.__version__,
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "scikit-learn": sklearn.__version__,
+        "format": str(FORMAT_VERSION),
+    }
+
+
+# --------------------------------------------------------------------------------- the base
+class Victim(ABC):
+    """Abstract victim model of in-hospital mortality.
+
+    Subclasses declare their hyperparameters as keyword arguments of ``__init__`` (stored under the
+    same attribute names, validated there, nothing else done) and implement `_fit`,
+    `_predict_proba`, `_embed`, `_get_state` and `_set_state`.
+
+    Learned attributes: ``threshold_`` (max-F1 threshold on the clean validation stays),
+    ``fit_info_`` (validation AUROC/AUPRC, best epoch/iteration, per-epoch history), and the
+    subclass's preprocessing and weights.
+    """
+
+    name: ClassVar[str] = ""
+    #: "torch" victims store a torch state dict; "numpy" victims plain arrays.
+    weights_kind: ClassVar[str] = "numpy"
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-able)."""
+        return {k: _jsonable(getattr(self, k)) for k in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None = None) -> Self:
+        """Fit preprocessing and model on `train`, select the model and threshold on clean `val`.
+
+        `progress(step, val_auprc)` is called after each epoch (networks), each boosting chunk
+        (gbdt) or each regularisation candidate (lr).
+        """
+        check_cohort(train, "train", labels=True, both_classes=True)
+        check_cohort(val, "val", labels=True, both_classes=True)
+        if train.schema.name != val.schema.name:
+            raise ValueError(
+                f"train and val cohorts use different schemas: {train.schema.name!r} vs "
+                f"{val.schema.name!r}"
+            )
+        if progress is not None and not callable(progress):
+            raise ValueError(f"progress must be callable or None, got {progress!r}")
+        self.schema_ = train.schema.name
+        self.n_variables_ = len(train.schema)
+        self.n_static_ = len(train.schema.static)
+        info = self._fit(train, val, progress) or {}
+        y_val = check_labels(val, "val")
+        p_val = self.predict_proba(val)
+        self.threshold_ = float(choose_threshold(y_val, p_val, rule="max_f1"))
+        self.fit_info_ = {
+            **info,
+            "n_train": int(train.n_stays),
+            "n_val": int(val.n_stays),
+            "val_auroc": float(auroc(y_val, p_val)),
+            "val_auprc": float(auprc(y_val, p_val)),
+        }
+        return self
+
+    def predict_proba(self, cohort: Cohort) -> np.ndarray:
+        """P(in-hospital death) of each stay, shape (n,), float64."""
+        self._check_fitted()
+        self._check_input(cohort)
+        p = np.asarray(self._predict_proba(cohort), dtype=np.float64).reshape(-1)
+        return p
+
+    def predict(self, cohort: Cohort) -> np.ndarray:
+        """0/1 predictions at the saved operating threshold (``p >= threshold_``)."""
+        return (self.predict_proba(cohort) >= self.threshold_).astype(np.int8)
+
+    def embed(self, cohort: Cohort) -> np.ndarray:
+        """Penultimate representation of each stay, shape (n, d), float32."""
+        self._check_fitted()
+        self._check_input(cohort)
+        return np.asarray(self._embed(cohort), dtype=np.float32)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write victim.json and weights.safetensors into `directory` (created if needed)."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state, tensors = self._get_state()
+        config = {
+            "name": self.name,
+            "params": self.get_params(),
+            "threshold": self.threshold_,
+            "schema": self.schema_,
+            "n_variables": self.n_variables_,
+            "n_static": self.n_static_,
+            "fit_info": self.fit_info_,
+            "state": state,
+            "weights": WEIGHTS_FILE,
+            "weights_kind": self.weights_kind,
+            "versions": versions(),
+        }
+        atomic_write_bytes(directory / WEIGHTS_FILE, _tensors_to_bytes(tensors, self.weights_kind))
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Victim:
+        """Load a saved victim; must be of this class (use `load_victim` to dispatch)."""
+        victim = load_victim(directory)
+        if cls is not Victim and not isinstance(victim, cls):
+            raise ValueError(f"{directory} holds a {victim.name!r} victim, not {cls.name!r}")
+        return victim
+
+    # ------------------------------------------------------------------ internals
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted; call fit(train, val) or load_victim()"
+            )
+
+    def _check_input(self, cohort: Cohort) -> None:
+        check_cohort(cohort, "input")
+        if cohort.schema.name != self.schema_:
+            raise ValueError(
+                f"victim was fitted on schema {self.schema_!r} but got a {cohort.schema.name!r} "
+                "cohort"
+            )
+
+    @abstractmethod
+    def _fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None) -> dict | None:
+        """Learn preprocessing and weights; may return a JSON-able fit summary."""
+
+    @abstractmethod
+    def _predict_proba(self, cohort: Cohort) -> np.ndarray: ...
+
+    @abstractmethod
+    def _embed(self, cohort: Cohort) -> np.ndarray: ...
+
+    @abstractmethod
+    def _get_state(self) -> tuple[dict, dict[str, Any]]:
+        """(JSON-able state, named arrays/tensors for safetensors)."""
+
+    @abstractmethod
+    def _set_state(self, state: dict, tensors: dict[str, Any]) -> None:
+        """Rebuild the learned state from what `_get_state` returned."""
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _tensors_to_bytes(tensors: dict[str, Any], kind: str) -> bytes:
+    if kind == "torch":
+        from safetensors.torch import save
+
+        return save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    from safetensors.numpy import save
+
+    return save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+
+
+def _registry() -> dict[str, type[Victim]]:
+    from ehrbackdoor.victims import VICTIMS
+
+    return VICTIMS
+
+
+def load_victim(directory: str | Path) -> Victim:
+    """Rebuild a victim saved with `Victim.save`; dispatches on the name in victim.json.
+
+    Reads JSON and safetensors only, so loading a directory from someone else never runs code.
+    """
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: not a saved victim directory")
+    config = json.loads(cfg_path.read_text())
+    registry = _registry()
+    name = config.get("name")
+    if name not in registry:
+        raise ValueError(f"{cfg_path}: unknown victim {name!r}; known: {sorted(registry)}")
+    fmt = str(config.get("versions", {}).get("format"))
+    if fmt != str(FORMAT_VERSION):
+        raise ValueError(f"{cfg_path}: victim format {fmt} but this version reads {FORMAT_VERSION}")
+    cls = registry[name]
+    victim = cls(**config["params"])
+    weights = directory / config.get("weights", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found")
+    if cls.weights_kind == "torch":
+        from safetensors.torch import load_file as load_torch
+
+        tensors: dict[str, Any] = load_torch(str(weights), device="cpu")
+    else:
+        from safetensors.numpy import load_file as load_np
+
+        tensors = load_np(str(weights))
+    victim.schema_ = config["schema"]
+    victim.n_variables_ = int(config["n_variables"])
+    victim.n_static_ = int(config["n_static"])
+    victim._set_state(config["state"], tensors)
+    victim.fit_info_ = config.get("fit_info", {})
+    victim.threshold_ = float(config["threshold"])
+    return victim

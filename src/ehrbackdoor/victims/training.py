@@ -1,0 +1,185 @@
+"""The shared PyTorch training loop of the neural victims (mlp, lstm, gru, grud).
+
+One loop for every network so all of them follow the same protocol:
+
+* seeded: parameters are initialised and dropout drawn from ``torch.manual_seed(seed)`` inside a
+  forked RNG (the caller's global torch RNG state is left untouched); minibatches are shuffled with
+  ``numpy.random.default_rng(seed)``; ``torch.use_deterministic_algorithms(True)`` is on while
+  training and predicting, so on CPU the same seed gives the same predictions bit for bit;
+* a fixed number of CPU threads, ``min(2, os.cpu_count())`` (restored afterwards), and CUDA when
+  a GPU is present;
+* Adam with L2 weight decay, a class-weighted ``BCEWithLogitsLoss`` with
+  ``pos_weight = n_negative / n_positive`` of the training stays, optional gradient clipping;
+* after every epoch the validation AUPRC (average precision) is computed; the best state dict is
+  copied and restored at the end; training stops after ``patience`` epochs without improvement or
+  after ``max_epochs``.  Model selection uses the CLEAN validation stays only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ehrbackdoor.metrics import auprc
+
+ProgressFn = Callable[[int, float], None]
+
+#: CPU threads used for training and inference (the target machine has two cores).
+MAX_THREADS = 2
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def n_threads() -> int:
+    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
+
+
+@contextlib.contextmanager
+def torch_session(seed: int | None = None, device: torch.device | None = None) -> Iterator[None]:
+    """Deterministic torch settings for the duration of a fit or a prediction.
+
+    Sets the thread count and deterministic algorithms, restoring the previous values on exit; with
+    ``seed`` given, forks the global RNG and seeds it, so the caller's RNG stream is unaffected.
+    """
+    if device is not None and device.type == "cuda":
+        # Required by cuBLAS for deterministic results; must be set before the first cuBLAS call.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(n_threads())
+    torch.use_deterministic_algorithms(True)
+    try:
+        if seed is None:
+            yield
+        else:
+            devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                yield
+    finally:
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        torch.set_num_threads(old_threads)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation hyperparameters of the shared loop."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    max_epochs: int = 30
+    patience: int = 5
+    grad_clip: float | None = None
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_auprc: float
+    history: list[float] = field(default_factory=list)  # val AUPRC per epoch
+
+
+def to_tensors(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    return [torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32)).to(device) for a in arrays]
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    batch_size: int = 1024,
+    forward: Callable[..., torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Logits of `model` (eval mode) on `inputs`, in fixed-size batches, as float64 numpy."""
+    model.eval()
+    fn = forward or model
+    n = inputs[0].shape[0]
+    out = []
+    for start in range(0, n, batch_size):
+        out.append(fn(*(t[start : start + batch_size] for t in inputs)).reshape(-1).float().cpu())
+    if not out:
+        return np.zeros(0)
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function in float64."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+def train_model(
+    model: nn.Module,
+    train_inputs: Sequence[np.ndarray],
+    y_train: np.ndarray,
+    val_inputs: Sequence[np.ndarray],
+    y_val: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train `model` in place with the shared protocol; leaves it holding the best weights.
+
+    `train_inputs` / `val_inputs` are arrays whose first axis is the stay; they are passed to
+    ``model(*batch)``, which must return one logit per stay.  Call inside `torch_session(seed)`
+    (the model should have been built there too, so its initialisation is seeded).
+    """
+    y_train = np.asarray(y_train, dtype=np.float32)
+    n_pos = float(y_train.sum())
+    n_neg = float(len(y_train) - n_pos)
+    pos_weight = torch.tensor([n_neg / max(n_pos, 1.0)], dtype=torch.float32, device=device)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    xs = to_tensors(train_inputs, device)
+    yt = torch.as_tensor(y_train).to(device)
+    xv = to_tensors(val_inputs, device)
+    rng = np.random.default_rng(config.seed)
+    n = len(y_train)
+
+    best_score = -np.inf
+    best_epoch = 0
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    history: list[float] = []
+    for epoch in range(1, config.max_epochs + 1):
+        model.train()
+        perm = torch.as_tensor(rng.permutation(n)).to(device)
+        for start in range(0, n, config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            opt.zero_grad(set_to_none=True)
+            logits = model(*(x[idx] for x in xs)).reshape(-1)
+            loss = loss_fn(logits, yt[idx])
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+        val_logits = predict_logits(model, xv)
+        score = auprc(y_val, val_logits) if np.isfinite(val_logits).all() else -np.inf
+        history.append(float(score))
+        if progress is not None:
+            progress(epoch, float(score))
+        if score > best_score:
+            best_score, best_epoch = score, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif epoch - best_epoch >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(best_epoch=best_epoch, best_val_auprc=float(best_score), history=history)
