@@ -32,3 +32,10 @@ def test_physionet_schema():
 def test_round_to_precision():
     out = round_to_precision(np.array([7.4049, 36.66, 86.4]), np.array([2, 1, 0]))
     np.testing.assert_allclose(out, [7.40, 36.7, 86.0])
+
+
+def test_valid_ranges_sit_at_recorded_precision():
+    """Clipping a poisoned value to the range must not leave the data's precision."""
+    for s in (mimic3_schema(), physionet2012_schema()):
+        for bound in (s.lows, s.highs):
+            np.testing.assert_allclose(round_to_precision(bound, s.precisions), bound, atol=1e-12)

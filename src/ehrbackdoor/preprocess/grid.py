@@ -42,8 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ehrbackdoor.data.cohort import BIN_EPS, WINDOW_HOURS, Cohort, hour_bins
-from ehrbackdoor.data.schema import Kind, Schema, Variable
-from ehrbackdoor.preprocess._events import sort_series
+from ehrbackdoor.data.schema import Schema, Variable
 
 IMPUTE_STRATEGIES = ("previous", "normal", "zero")
 LAYOUTS = ("ordinal", "benchmark")
@@ -228,64 +227,66 @@ class RawGrid:
     impute: str = "previous"
 
 
-@dataclass(frozen=True)
-class _Cells:
-    """The winning (last) event of every observed (stay, bin, variable) cell."""
+def _winning_events(cohort: Cohort, timestep: float, hours: float) -> np.ndarray:
+    """(n, T, F) position of the event that fills each cell (the last in event order), -1 if none.
 
-    stay: np.ndarray
-    bin: np.ndarray
-    variable: np.ndarray
-    event: np.ndarray  # position in cohort.events
-    n_bins: int
-
-
-def _observed_cells(cohort: Cohort, timestep: float, hours: float) -> _Cells:
+    One unbuffered ``np.maximum.at`` over the events: no sort, and "last in event order wins" holds
+    by construction (plain fancy assignment with repeated indices has no promised order).
+    """
     if timestep <= 0 or hours <= 0:
         raise ValueError(f"timestep and hours must be positive, got {timestep} and {hours}")
     t_bins = n_bins(hours, timestep)
-    t = cohort.events.time
-    bins = hour_bins(t, timestep)
-    keep = (t > -BIN_EPS) & (t <= hours + BIN_EPS) & (bins >= 0) & (bins < t_bins)
-    s = sort_series(cohort, keep)
-    b = bins[s.index]
-    # In (stay, variable, time) order the cell key is nondecreasing, so a cell's winning event is
-    # the last of its run: no scatter with duplicate indices (whose order numpy does not promise).
-    cell = s.series * t_bins + b
-    last = np.ones(len(cell), dtype=bool)
-    last[:-1] = cell[1:] != cell[:-1]
-    return _Cells(s.stay[last], b[last], s.variable[last], s.index[last], t_bins)
+    e = cohort.events
+    n, n_vars = cohort.n_stays, len(cohort.schema)
+    bins = hour_bins(e.time, timestep)
+    keep = (e.time > -BIN_EPS) & (e.time <= hours + BIN_EPS) & (bins >= 0) & (bins < t_bins)
+    idx = np.flatnonzero(keep)
+    itype = np.int32 if len(e.time) < 2**31 - 1 else np.int64
+    cell = (e.stay[idx] * t_bins + bins[idx]) * n_vars + e.variable[idx]
+    last = np.full(n * t_bins * n_vars, -1, dtype=itype)
+    np.maximum.at(last, cell, idx.astype(itype))
+    return last.reshape(n, t_bins, n_vars)
 
 
-def _last_observed(obs: np.ndarray) -> np.ndarray:
-    """For each (stay, bin, variable): the latest bin <= this one with an observation, or -1."""
-    t_bins = obs.shape[1]
-    idx = np.where(obs, np.arange(t_bins, dtype=np.int16)[None, :, None], np.int16(-1))
-    np.maximum.accumulate(idx, axis=1, out=idx)
-    return idx
+def _forward_fill(values: np.ndarray, obs: np.ndarray, before: np.ndarray) -> None:
+    """In place along time: unobserved bins take the previous bin's value, `before` at bin 0.
+
+    A loop over the T bins, each step one vectorised copy over all stays and variables; cheaper than
+    a gather with a (n, T, F) index array.
+    """
+    np.copyto(values[:, 0], np.broadcast_to(before, values[:, 0].shape), where=~obs[:, 0])
+    for t in range(1, values.shape[1]):
+        np.copyto(values[:, t], values[:, t - 1], where=~obs[:, t])
 
 
-def _gru_d_delta(last: np.ndarray, timestep: float) -> np.ndarray:
-    """GRU-D delta from the last-observed-bin index (see module docstring)."""
-    n, t_bins, f = last.shape
-    delta = np.zeros((n, t_bins, f), dtype=np.float32)
-    if t_bins > 1:
-        prev = np.maximum(last[:, :-1, :], 0).astype(np.float32)
-        delta[:, 1:, :] = (np.arange(1, t_bins, dtype=np.float32)[None, :, None] - prev) * timestep
+def _gru_d_delta(obs: np.ndarray, timestep: float) -> np.ndarray:
+    """GRU-D delta (module docstring): the recursion itself, one vectorised step per bin."""
+    delta = np.zeros(obs.shape, dtype=np.float32)
+    step = np.float32(timestep)
+    for t in range(1, obs.shape[1]):
+        np.add(delta[:, t - 1], step, out=delta[:, t])
+        np.copyto(delta[:, t], step, where=obs[:, t - 1])
     return delta
 
 
-def _fill(obs: np.ndarray, last: np.ndarray | None, cell_values: np.ndarray, normal: np.ndarray,
-          impute: str) -> np.ndarray:
-    """Impute unobserved cells of (n, T, F) `cell_values` (values defined where `obs`)."""
+def _impute(values: np.ndarray, obs: np.ndarray, normal: np.ndarray, impute: str) -> None:
+    """Impute unobserved cells of (n, T, F) `values` in place (observed cells already written)."""
+    normal = normal.astype(values.dtype)
     if impute == "previous":
-        assert last is not None
-        filled = np.take_along_axis(cell_values, np.maximum(last, 0).astype(np.intp), axis=1)
-        return np.where(last >= 0, filled, normal[None, None, :])
-    if impute == "normal":
-        return np.where(obs, cell_values, normal[None, None, :])
-    if impute == "zero":
-        return np.where(obs, cell_values, 0)
-    return np.where(obs, cell_values, np.nan)  # "none"
+        _forward_fill(values, obs, normal)
+    elif impute == "normal":
+        np.copyto(values, np.broadcast_to(normal, values.shape), where=~obs)
+    elif impute == "none":
+        values[~obs] = np.nan
+    # "zero": unobserved cells are already 0
+
+
+def _scatter(cohort: Cohort, last: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Observation mask and (n, T, F) values of the winning events, zeros elsewhere."""
+    obs = last >= 0
+    values = np.zeros(last.shape, dtype=dtype)
+    values[obs] = cohort.events.value[last[obs]]
+    return obs, values
 
 
 def grid_raw(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS,
@@ -295,14 +296,8 @@ def grid_raw(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS,
     `impute` is as in `discretize`, plus "none" to leave NaN in unobserved cells.
     """
     impute = _check_impute(impute, (*IMPUTE_STRATEGIES, "none"))
-    c = _observed_cells(cohort, timestep, hours)
-    n, f = cohort.n_stays, len(cohort.schema)
-    obs = np.zeros((n, c.n_bins, f), dtype=bool)
-    obs[c.stay, c.bin, c.variable] = True
-    raw = np.zeros((n, c.n_bins, f), dtype=np.float64)
-    raw[c.stay, c.bin, c.variable] = cohort.events.value[c.event]
-    last = _last_observed(obs) if impute == "previous" else None
-    values = _fill(obs, last, raw, cohort.schema.normals, impute)
+    obs, values = _scatter(cohort, _winning_events(cohort, timestep, hours), np.float64)
+    _impute(values, obs, cohort.schema.normals, impute)
     return RawGrid(values, obs, tuple(cohort.schema.names), cohort.stay_id, cohort.label,
                    float(timestep), float(hours), impute)
 
@@ -312,34 +307,26 @@ def discretize(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOUR
     """Discretise every stay into `n_bins(hours, timestep)` bins (benchmark rules, module docstring).
 
     Vectorised over stays and events: one sort of the events, scatters into (n, T, F) arrays and a
-    forward fill along time; the only Python loop is over categorical variables for the one-hot.
+    forward fill along time; Python loops run only over bins and categorical variables.
     """
     impute = _check_impute(impute)
     _check_layout(layout)
     schema = cohort.schema
-    c = _observed_cells(cohort, timestep, hours)
-    n, t_bins, n_vars = cohort.n_stays, c.n_bins, len(schema)
-    obs = np.zeros((n, t_bins, n_vars), dtype=bool)
-    obs[c.stay, c.bin, c.variable] = True
-    last = _last_observed(obs)
-    delta = _gru_d_delta(last, timestep)
-    mask = obs.astype(np.float32)
-
-    raw = np.zeros((n, t_bins, n_vars), dtype=np.float64)
-    raw[c.stay, c.bin, c.variable] = cohort.events.value[c.event]
-    ordinal = _fill(obs, last, raw, schema.normals, impute).astype(np.float32)
-    del raw
+    last = _winning_events(cohort, timestep, hours)
+    obs, ordinal = _scatter(cohort, last, np.float32)
+    _impute(ordinal, obs, schema.normals, impute)
+    delta = _gru_d_delta(obs, timestep)
 
     columns, mask_columns = column_names(schema, layout)
     if layout == "ordinal":
         values = ordinal
-        col_var = np.arange(n_vars, dtype=np.int64)
+        col_var = np.arange(len(schema), dtype=np.int64)
         kinds = tuple(v.kind.value for v in schema.variables)
     else:
-        values, col_var, kinds = _one_hot_layout(cohort, c, obs, last, ordinal, impute)
+        values, col_var, kinds = _one_hot_layout(cohort, last, obs, ordinal, impute)
     return Grid(
         values=values,
-        mask=mask,
+        mask=obs.astype(np.float32),
         delta=delta,
         columns=tuple(columns),
         mask_columns=tuple(mask_columns),
@@ -354,9 +341,8 @@ def discretize(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOUR
     )
 
 
-def _one_hot_layout(cohort: Cohort, c: _Cells, obs: np.ndarray, last: np.ndarray,
-                    ordinal: np.ndarray, impute: str
-                    ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def _one_hot_layout(cohort: Cohort, last: np.ndarray, obs: np.ndarray, ordinal: np.ndarray,
+                    impute: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Benchmark value columns: continuous copied, categoricals one-hot over their categories."""
     schema = cohort.schema
     n, t_bins, _ = obs.shape
@@ -364,34 +350,28 @@ def _one_hot_layout(cohort: Cohort, c: _Cells, obs: np.ndarray, last: np.ndarray
     starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
     values = np.zeros((n, t_bins, int(starts[-1])), dtype=np.float32)
     col_var = np.repeat(np.arange(len(schema), dtype=np.int64), widths)
-    kinds: list[str] = []
-    alias = cohort.events.alias[c.event].astype(np.int64)
-    code = cohort.events.value[c.event]
-    for f, v in enumerate(schema.variables):
-        a = int(starts[f])
-        if not v.is_categorical:
-            values[:, :, a] = ordinal[:, :, f]
-            kinds.append(Kind.CONTINUOUS.value)
-            continue
-        k = widths[f]
-        kinds += ["onehot"] * k
-        sel = c.variable == f
-        pos_ev = alias[sel] if v.benchmark_values else np.full(int(sel.sum()), -1, np.int64)
+    kinds = ["onehot" if v.is_categorical else v.kind.value
+             for v, w in zip(schema.variables, widths) for _ in range(w)]
+    cont = np.flatnonzero(~schema.categorical)
+    values[:, :, starts[cont]] = ordinal[:, :, cont]
+    rows = values.reshape(n * t_bins, -1)
+    for f in np.flatnonzero(schema.categorical):
+        v, k, a = schema.variables[f], widths[f], int(starts[f])
+        ev = last[:, :, f][obs[:, :, f]]
+        pos_ev = (cohort.events.alias[ev].astype(np.int64) if v.benchmark_values
+                  else np.full(len(ev), -1, dtype=np.int64))
         if np.any(pos_ev >= k):
             raise ValueError(f"variable {v.name!r}: alias {int(pos_ev.max())} is not an index "
                              f"into its {k} benchmark values")
         unknown = pos_ev < 0
         if unknown.any():
-            pos_ev[unknown] = _positions_of_codes(v, code[sel][unknown])
-        pos = np.full((n, t_bins), -1, dtype=np.int64)
-        pos[c.stay[sel], c.bin[sel]] = pos_ev
-        normal_pos = int(_positions_of_codes(v, np.array([v.normal]))[0])
-        if impute == "previous":
-            lf = last[:, :, f]
-            filled = np.take_along_axis(pos, np.maximum(lf, 0).astype(np.intp), axis=1)
-            pos = np.where(lf >= 0, filled, normal_pos)
-        elif impute == "normal":
-            pos = np.where(obs[:, :, f], pos, normal_pos)
-        # "zero": unobserved stays -1, an all-zero one-hot
-        values[:, :, a : a + k] = pos[:, :, None] == np.arange(k)[None, None, :]
+            pos_ev[unknown] = _positions_of_codes(v, cohort.events.value[ev[unknown]])
+        # Fill one-hot positions (the alias = the original text), not codes: see module docstring.
+        pos = np.full((n, t_bins, 1), -1, dtype=np.int64)
+        pos[obs[:, :, f : f + 1]] = pos_ev
+        if impute != "zero":  # "zero": unobserved cells stay -1, an all-zero one-hot
+            _impute(pos, obs[:, :, f : f + 1], _positions_of_codes(v, np.array([v.normal])),
+                    impute)
+        hot = np.flatnonzero(pos.ravel() >= 0)
+        rows[hot, a + pos.ravel()[hot]] = 1.0
     return values, col_var, tuple(kinds)

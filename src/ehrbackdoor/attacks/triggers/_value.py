@@ -1,0 +1,136 @@
+"""Shared machinery of additive value triggers: a (T x F) pattern added to raw values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ehrbackdoor.attacks.constraints import shift_values
+from ehrbackdoor.attacks.triggers.base import Trigger
+from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events, hour_bins
+from ehrbackdoor.data.schema import Kind, Schema
+from ehrbackdoor.preprocess.grid import grid_raw
+
+N_BINS = 48
+
+
+def default_variables(schema: Schema) -> list[int]:
+    """Variables a value trigger perturbs by default: every non-binary variable."""
+    return [i for i, v in enumerate(schema.variables) if v.kind is not Kind.BINARY]
+
+
+def resolve_variables(schema: Schema, names: list[str] | None) -> list[int]:
+    if not names:
+        return default_variables(schema)
+    return [schema.index(n) for n in names]
+
+
+def training_trajectories(cohort: Cohort) -> np.ndarray:
+    """Forward-filled hourly raw values (n, 48, F) of the stays: what covariances are fit on."""
+    if cohort.n_stays < 2:
+        raise ValueError("fitting a value trigger needs at least 2 training stays")
+    return grid_raw(cohort, impute="previous").values
+
+
+def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: str) -> Events:
+    """Add pattern[bin, variable] to raw values of stays `idx`.
+
+    `observed`: only existing observations change (missingness and timestamps untouched).
+    `all`: additionally every unobserved (bin, variable) cell where the pattern is non-zero gets an
+    observation at the bin's midpoint whose value is the victim's forward-filled value plus the
+    pattern (an attacker who knows the victim's `previous` imputation).
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    schema = cohort.schema
+    ev = cohort.events_of(idx)
+    bins = hour_bins(ev.time)
+    inside = (ev.time > -1e-6) & (ev.time <= WINDOW_HOURS + 1e-6) & (bins >= 0) & (bins < N_BINS)
+    delta = np.zeros(len(ev.time))
+    delta[inside] = pattern[bins[inside], ev.variable[inside]]
+    values = ev.value.copy()
+    touched = delta != 0
+    values[touched] = shift_values(schema, ev.variable[touched], ev.value[touched], delta[touched])
+    alias = ev.alias.copy()
+    alias[values != ev.value] = -1  # a changed categorical is written with its canonical text
+    if mode == "observed":
+        return Events(ev.offsets, ev.time, ev.variable, values, alias)
+
+    sub = cohort.subset(idx)
+    rg = grid_raw(sub, impute="previous")
+    active = np.flatnonzero(np.any(pattern != 0, axis=0))
+    stay, b, f = np.nonzero(~rg.mask[:, :, active])
+    f = active[f]
+    base = rg.values[stay, b, f]
+    new_vals = shift_values(schema, f, base, pattern[b, f])
+    stays_all = np.concatenate([ev.stay, stay])
+    return Events.from_flat(
+        stays_all,
+        len(idx),
+        np.concatenate([ev.time, b + 0.5]),
+        np.concatenate([ev.variable, f]),
+        np.concatenate([values, new_vals]),
+        np.concatenate([alias, np.full(len(stay), -1, dtype=np.int8)]),
+    )
+
+
+class ValueTrigger(Trigger):
+    """Base of triggers that add a fixed (48 x F) pattern to raw values."""
+
+    def __init__(
+        self,
+        strength: float = 1.0,
+        variables: list[str] | None = None,
+        ridge: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed)
+        if not np.isfinite(strength) or strength <= 0:
+            raise ValueError(f"strength must be a positive number, got {strength!r}")
+        if ridge < 0:
+            raise ValueError(f"ridge must be >= 0, got {ridge!r}")
+        self.strength = float(strength)
+        self.variables = list(variables) if variables else None
+        self.ridge = float(ridge)
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "strength": self.strength,
+            "variables": self.variables,
+            "ridge": self.ridge,
+            "seed": self.seed,
+        }
+
+    def apply(self, cohort: Cohort, idx: np.ndarray, mode: str = "observed") -> Events:
+        self.check_fitted()
+        self.check_mode(mode)
+        if self.pattern_.shape[1] != len(cohort.schema):
+            raise ValueError(
+                f"trigger was fit on {self.pattern_.shape[1]} variables, cohort has "
+                f"{len(cohort.schema)} ({cohort.schema.name})"
+            )
+        return apply_pattern(self.pattern_, cohort, idx, mode)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"pattern": self.pattern_}
+
+    def set_state(self, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        self.pattern_ = arrays["pattern"]
+
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
+    def ridged(self, cov: np.ndarray) -> np.ndarray:
+        """cov + ridge * mean variance * I: keeps rarely measured variables invertible."""
+        scale = float(np.mean(np.diag(cov))) or 1.0
+        return cov + self.ridge * scale * np.eye(len(cov))
+
+
+def draw_at_distance(cov: np.ndarray, distance: float, rng: np.random.Generator) -> np.ndarray:
+    """A draw t ~ N(0, cov) rescaled so that sqrt(t' cov^-1 t) == distance.
+
+    With cov = L L' and t = L z, t' cov^-1 t = z'z, so scaling z to norm `distance` suffices.
+    """
+    chol = np.linalg.cholesky(cov)
+    z = rng.standard_normal(len(cov))
+    return chol @ (z * (distance / np.linalg.norm(z)))
