@@ -128,6 +128,164 @@ def data_export(
     typer.echo(f"wrote X {shape} for {n} stays to {out}")
 
 
+# ----------------------------------------------------------------------------------------- train
+@app.command("train")
+@friendly_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Training data (directory or cohort file).")],
+    model: Annotated[str, typer.Option(help="Victim: lr, mlp, lstm, gru, grud, gbdt.")],
+    out: Annotated[Path, typer.Option(help="Output directory (metrics.json, model/).")],
+    test_data: Annotated[Path | None, typer.Option(help="Separate test data.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the victim's initialisation.")] = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the stratified split.")] = 0,
+    split_file: Annotated[Path | None, typer.Option(help="Reuse a saved splits.json.")] = None,
+    bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples for CIs.")] = 10_000,
+) -> None:
+    """Train one victim on clean data and write DIR/metrics.json plus the saved model."""
+    from ehrbackdoor.pipeline import train_victim
+
+    with _epoch_progress(model) as progress:
+        result = train_victim(
+            data,
+            model,
+            seed=seed,
+            out=out,
+            test_data=test_data,
+            split_file=split_file,
+            split_seed=split_seed,
+            n_bootstrap=bootstrap,
+            progress=progress,
+        )
+    t = result["test"]
+    typer.echo(
+        f"{model}: test AUROC {t['auroc']:.3f} [{t['auroc_ci'][0]:.3f}, {t['auroc_ci'][1]:.3f}], "
+        f"AUPRC {t['auprc']:.3f} [{t['auprc_ci'][0]:.3f}, {t['auprc_ci'][1]:.3f}] "
+        f"({result['train_seconds']:.1f} s); wrote {out / 'metrics.json'}"
+    )
+
+
+class _epoch_progress:
+    """A rich progress bar fed by a victim's (epoch, validation AUPRC) callback."""
+
+    def __init__(self, label: str) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        self._label = label
+
+    def __enter__(self):
+        self._p.start()
+        task = self._p.add_task(f"{self._label}: preparing data", total=None)
+
+        def update(epoch: int, val_auprc: float) -> None:
+            self._p.update(
+                task, description=f"{self._label}: epoch {epoch}, val AUPRC {val_auprc:.3f}"
+            )
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        self._p.stop()
+
+
+# ---------------------------------------------------------------------------------------- attack
+VALUE_ATTACKS = ("temporal", "white-noise", "full-cov")
+
+
+def trigger_params_from_options(attack: str, **opts) -> dict:
+    """The constructor parameters of a trigger family picked out of the CLI options."""
+    from ehrbackdoor.attacks import TRIGGERS
+
+    if attack not in TRIGGERS:
+        raise ValueError(f"unknown attack {attack!r}; expected one of {sorted(TRIGGERS)}")
+    if attack in VALUE_ATTACKS:
+        return {"strength": opts["strength"]}
+    if attack == "fixed":
+        return {"variable": opts["variable"], "value": opts["value"], "hours": opts["hours"]}
+    return {}
+
+
+@app.command("attack")
+@friendly_errors
+def attack(
+    data: Annotated[Path, typer.Option(help="Training data (directory or cohort file).")],
+    out: Annotated[Path, typer.Option(help="Output directory (results.json, trigger/, ...).")],
+    attack: Annotated[str, typer.Option(help="Trigger family.")] = "temporal",
+    strength: Annotated[float, typer.Option(help="Mahalanobis distance of value triggers.")] = 2.0,
+    rate: Annotated[float, typer.Option(help="Share of training stays poisoned.")] = 0.02,
+    target: Annotated[int, typer.Option(help="1 false alarm, 0 missed detection.")] = 1,
+    apply: Annotated[str, typer.Option(help="observed or all.")] = "observed",
+    selection: Annotated[str, typer.Option(help="non-target or any.")] = "non-target",
+    models: Annotated[str, typer.Option(help="Comma-separated victims.")] = "lr,mlp,lstm,gru",
+    seed: Annotated[int, typer.Option(help="Seed of trigger, poisoning and victims.")] = 0,
+    test_data: Annotated[Path | None, typer.Option(help="Separate test data.")] = None,
+    split_seed: Annotated[int, typer.Option(help="Seed of the stratified split.")] = 0,
+    bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples for ASR CI.")] = 1000,
+    variable: Annotated[str, typer.Option(help="fixed: variable to set.")] = "HR",
+    value: Annotated[float | None, typer.Option(help="fixed: value (default 95th pct).")] = None,
+    hours: Annotated[int, typer.Option(help="fixed: last k hours.")] = 6,
+) -> None:
+    """Poison the training data once, train every victim on it and report attack success."""
+    from ehrbackdoor.pipeline import AttackConfig, run_attack
+
+    params = trigger_params_from_options(
+        attack, strength=strength, variable=variable, value=value, hours=hours
+    )
+    config = AttackConfig(attack, target, rate, apply, selection, seed, params)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with err.status("starting") as status:
+        result = run_attack(
+            config,
+            names,
+            data,
+            out=out,
+            test_data=test_data,
+            split_seed=split_seed,
+            n_bootstrap=bootstrap,
+            on_step=lambda msg: status.update(msg),
+        )
+    Console().print(render_attack(result))
+    typer.echo(f"wrote {out / 'results.json'}")
+
+
+def render_attack(result: dict):
+    """Terminal table of an attack's results."""
+    from rich.table import Table
+
+    a = result["attack"]
+    t = Table(
+        title=f"{a['attack']} attack, target {a['target']}, rate {a['rate']}, "
+        f"{result['n_poisoned']} of {result['n_train']} training stays poisoned"
+    )
+    for col in (
+        "victim",
+        "ASR [95% CI]",
+        "clean AUROC",
+        "baseline AUROC",
+        "triggered AUROC",
+        "clean AUPRC",
+        "triggered AUPRC",
+    ):
+        t.add_column(col, justify="right")
+    for name, m in result["models"].items():
+        t.add_row(
+            name,
+            f"{m['asr']:.3f} [{m['asr_ci'][0]:.3f}, {m['asr_ci'][1]:.3f}]",
+            f"{m['clean']['auroc']:.3f}",
+            f"{m['clean_baseline']['auroc']:.3f}",
+            f"{m['triggered']['auroc']:.3f}",
+            f"{m['clean']['auprc']:.3f}",
+            f"{m['triggered']['auprc']:.3f}",
+        )
+    return t
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
