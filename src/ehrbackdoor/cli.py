@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ehrbackdoor.data.errors import DataFormatError
 
@@ -29,6 +30,11 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
 
 
+def _print_error(msg: str) -> None:
+    """One red 'error:' prefix; the message itself is printed literally (no markup)."""
+    err.print(Text.assemble(("error: ", "bold red"), msg), soft_wrap=True, highlight=False)
+
+
 def friendly_errors(fn: F) -> F:
     """Turn input errors into one red line and exit code 2."""
 
@@ -38,7 +44,7 @@ def friendly_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (DataFormatError, ValueError, KeyError, FileNotFoundError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            err.print(f"[red]error:[/red] {msg}", highlight=False, markup=True)
+            _print_error(msg)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -86,7 +92,7 @@ def data_fetch(
             base_url=base_url or DEFAULT_URL,
         )
     except FetchError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        _print_error(str(e))
         raise typer.Exit(1) from None
     typer.echo(f"PhysioNet 2012 data ready in {path}")
 
