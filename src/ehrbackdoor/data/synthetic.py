@@ -81,14 +81,15 @@ def _fixed(values: np.ndarray, precision: int) -> pa.Array:
     return pc.binary_join_element_wise(whole, frac, ".")
 
 
-def _alias_texts(v: Variable, careview: bool) -> list[str]:
+def _alias_texts(v: Variable, carevue: bool) -> list[str]:
     """Text written for each clinical level: the numbered label, or an un-numbered alias if any."""
     out = []
     for code, label in zip(v.levels, v.level_labels, strict=True):
         text = label
-        if careview:
+        if carevue:
             alts = sorted(
-                t for t, c in v.aliases.items()
+                t
+                for t, c in v.aliases.items()
                 if c == code and t != label and not t[0].isdigit() and "ETT" not in t
             )
             if alts:
@@ -103,8 +104,14 @@ class _Events:
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, stay: np.ndarray, t: np.ndarray, var: int, value: np.ndarray,
-            alias: np.ndarray | None = None) -> None:
+    def add(
+        self,
+        stay: np.ndarray,
+        t: np.ndarray,
+        var: int,
+        value: np.ndarray,
+        alias: np.ndarray | None = None,
+    ) -> None:
         if alias is None:
             alias = np.full(len(stay), -1, dtype=np.int64)
         self.parts.append((stay, t, np.full(len(stay), var, dtype=np.int64), value, alias))
@@ -131,7 +138,7 @@ def _simulate(rng: np.random.Generator, n: int) -> tuple[np.ndarray, tuple[np.nd
     z = severity[:, None] + amp[:, None] * ramp  # (n, 50) hourly state
     sick = _sigmoid(1.5 * (severity - 0.5))  # 0..1, drives measurement intensity
     vent = rng.random(n) < _sigmoid(-0.6 + 1.0 * severity)
-    careview = rng.random(n) < 0.2  # stays charted with un-numbered GCS spellings
+    carevue = rng.random(n) < 0.2  # stays charted with un-numbered GCS spellings
 
     # ---- charting times: vital-sign rounds on the clock hour, some extra for sick patients
     phase = np.round(rng.uniform(0.0, 1.0, n) * 3600.0) / 3600.0  # admission within the hour
@@ -141,8 +148,9 @@ def _simulate(rng: np.random.Generator, n: int) -> tuple[np.ndarray, tuple[np.nd
     main_t = phase[:, None] + slot[None, :]
     p_round = 0.80 + 0.17 * sick
     main = (slot[None, :] >= first[:, None]) & (rng.random((n, _SLOTS)) < p_round[:, None])
-    jitter = np.where(rng.random((n, _SLOTS)) < 0.2,
-                      np.round(rng.uniform(-15, 15, (n, _SLOTS))) / 60.0, 0.0)
+    jitter = np.where(
+        rng.random((n, _SLOTS)) < 0.2, np.round(rng.uniform(-15, 15, (n, _SLOTS))) / 60.0, 0.0
+    )
     main_t = np.clip(main_t + jitter, 0.0, WINDOW_HOURS)
     extra_t = np.round((phase[:, None] + slot[None, :] + 0.5) * 60.0) / 60.0
     extra = (slot[None, :] >= first[:, None]) & (
@@ -154,17 +162,26 @@ def _simulate(rng: np.random.Generator, n: int) -> tuple[np.ndarray, tuple[np.nd
     ev = _Events()
     noise = rng.standard_normal
 
-    def rounds(mask: np.ndarray, times: np.ndarray, p: float | np.ndarray) -> tuple:
+    def rounds(mask: np.ndarray, times: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
+        """Stay and time of the candidate slots in `mask` that are charted (probability p)."""
         obs = mask & (rng.random(mask.shape) < p)
         s, k = np.nonzero(obs)
         return s, times[s, k]
 
-    def physio(s: np.ndarray, t: np.ndarray, base: float, coef: float, re_sd: float,
-               ar_sd: float, phi: float, meas_sd: float, re: np.ndarray | None = None) -> tuple:
-        re = noise(n) * re_sd if re is None else re
+    def physio(
+        s: np.ndarray,
+        t: np.ndarray,
+        base: float,
+        coef: float,
+        re_sd: float,
+        ar_sd: float,
+        phi: float,
+        meas_sd: float,
+    ) -> np.ndarray:
+        """Population level + severity effect + patient offset + AR(1) drift + measurement noise."""
+        re = noise(n) * re_sd
         ar = _ar1(rng, n, phi, ar_sd)
-        val = base + coef * _at(z, s, t) + re[s] + _at(ar, s, t) + noise(len(s)) * meas_sd
-        return val
+        return base + coef * _at(z, s, t) + re[s] + _at(ar, s, t) + noise(len(s)) * meas_sd
 
     # Vital signs at rounds (heart rate almost always, the others most of the time).
     all_t = np.concatenate([main_t, extra_t], axis=1)
@@ -213,25 +230,30 @@ def _simulate(rng: np.random.Generator, n: int) -> tuple[np.ndarray, tuple[np.nd
     ett = vent[s] & (rng.random(len(s)) < 0.8)
     verbal[ett] = 1
     total = eye + motor + verbal
-    for short, code, extra_ok in (
-        ("GCS_eye", eye, 0.97), ("GCS_motor", motor, 0.97), ("GCS_verbal", verbal, 0.97),
+    for short, code, p_obs in (
+        ("GCS_eye", eye, 0.97),
+        ("GCS_motor", motor, 0.97),
+        ("GCS_verbal", verbal, 0.97),
         ("GCS_total", total, 0.9),
     ):
         v = schema.variables[ix[short]]
         level = np.searchsorted(np.asarray(v.levels), code)
-        numbered = [v.benchmark_values.index(x) for x in _alias_texts(v, careview=False)]
-        plain = [v.benchmark_values.index(x) for x in _alias_texts(v, careview=True)]
-        use_plain = careview[s] & (rng.random(len(s)) < 0.8)
+        numbered = [v.benchmark_values.index(x) for x in _alias_texts(v, carevue=False)]
+        plain = [v.benchmark_values.index(x) for x in _alias_texts(v, carevue=True)]
+        use_plain = carevue[s] & (rng.random(len(s)) < 0.8)
         alias = np.where(use_plain, np.asarray(plain)[level], np.asarray(numbered)[level])
         if short == "GCS_verbal":
             ett_text = "1.0 ET/Trach", "No Response-ETT"
             alias = np.where(
                 ett,
-                np.where(careview[s], v.benchmark_values.index(ett_text[1]),
-                         v.benchmark_values.index(ett_text[0])),
+                np.where(
+                    carevue[s],
+                    v.benchmark_values.index(ett_text[1]),
+                    v.benchmark_values.index(ett_text[0]),
+                ),
                 alias,
             )
-        keep = rng.random(len(s)) < extra_ok
+        keep = rng.random(len(s)) < p_obs
         ev.add(s[keep], t[keep], ix[short], code[keep], alias[keep])
 
     # Capillary refill: only charted for some stays, at GCS rounds.
@@ -239,13 +261,13 @@ def _simulate(rng: np.random.Generator, n: int) -> tuple[np.ndarray, tuple[np.nd
     s, t = rounds(main & on_g & crr_stay[:, None], main_t, 0.4)
     crr = (rng.random(len(s)) < _sigmoid(-2.8 + 1.2 * _at(z, s, t))).astype(np.float64)
     v = schema.variables[ix["CRR"]]
-    ev.add(s, t, ix["CRR"], crr, np.asarray([v.benchmark_values.index(x) for x in v.level_labels])
-           [crr.astype(np.int64)])
+    crr_alias = np.asarray([v.benchmark_values.index(x) for x in v.level_labels])
+    ev.add(s, t, ix["CRR"], crr, crr_alias[crr.astype(np.int64)])
 
     # Labs at arbitrary minutes: glucose several times a day, blood gases (pH) when ventilated.
     start = phase + first
-    for short, lam, max_k in (("Glucose", 4.0 + 4.0 * sick, 24), ("pH", 1.0 + 4.0 * vent + sick,
-                                                                  16)):
+    labs = (("Glucose", 4.0 + 4.0 * sick, 24), ("pH", 1.0 + 4.0 * vent + sick, 16))
+    for short, lam, max_k in labs:
         count = np.minimum(rng.poisson(lam), max_k)
         times = start[:, None] + rng.uniform(0.0, 1.0, (n, max_k)) * (WINDOW_HOURS - start[:, None])
         times = np.round(times * 60.0) / 60.0
@@ -276,10 +298,8 @@ def _simulate(rng: np.random.Generator, n: int) -> tuple[np.ndarray, tuple[np.nd
     return label, (stay, t_us, var, value, alias)
 
 
-def _rows(
-    n: int, events: tuple[np.ndarray, ...]
-) -> tuple[np.ndarray, np.ndarray, list[pa.Array]]:
-    """Pivot events to CSV rows: stay of each row, line start offsets, and one text column each."""
+def _rows(events: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, list[pa.Array]]:
+    """Pivot events to CSV rows: stay and time (us) of each row, and one text column per field."""
     schema = mimic3_schema()
     stay, t_us, var, value, alias = events
     key = stay * 100_000_000 + t_us  # 48 h = 4.8e7 us
@@ -293,8 +313,9 @@ def _rows(
 
     hours_text = pc.binary_join_element_wise(
         pc.cast(pa.array(row_t // 1_000_000), pa.string()),
-        pc.utf8_slice_codeunits(pc.cast(pa.array(row_t % 1_000_000 + 1_000_000), pa.string()),
-                                start=1),
+        pc.utf8_slice_codeunits(
+            pc.cast(pa.array(row_t % 1_000_000 + 1_000_000), pa.string()), start=1
+        ),
         ".",
     )
     columns = [hours_text]
@@ -345,9 +366,8 @@ def generate_synthetic(
     subject = np.sort(rng.choice(np.arange(100, 100 + 20 * n), size=n, replace=False))
     names = [f"{s}_episode1_timeseries.csv" for s in subject]
 
-    row_stay, _, columns = _rows(n, events)
-    lines = pc.binary_join_element_wise(*columns, ",", null_handling="replace",
-                                        null_replacement="")
+    row_stay, _, columns = _rows(events)
+    lines = pc.binary_join_element_wise(*columns, ",", null_handling="replace", null_replacement="")
     lines = pc.binary_join_element_wise(lines, pa.scalar(""), "\n").cast(pa.large_string())
     buf = lines.buffers()[2].to_pybytes() if len(lines) else b""
     line_off = np.frombuffer(lines.buffers()[1], dtype=np.int64)[: len(lines) + 1]
@@ -360,7 +380,6 @@ def generate_synthetic(
     for f in set(folders.values()):
         f.mkdir(parents=True, exist_ok=True)
 
-    it = range(n)
     bar = None
     if progress:
         from rich.progress import Progress
@@ -369,7 +388,7 @@ def generate_synthetic(
         bar.start()
         task = bar.add_task("writing synthetic stays", total=n)
     try:
-        for i in it:
+        for i in range(n):
             (folders[int(part[i])] / names[i]).write_bytes(
                 header + buf[byte_off[i] : byte_off[i + 1]]
             )
