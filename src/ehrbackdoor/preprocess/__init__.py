@@ -1,0 +1,63 @@
+"""Victim-side preprocessing: hourly grids, window features, scalers and their on-disk cache.
+
+Preprocessing belongs to the defender's pipeline: attacks poison raw events of a `Cohort`, and each
+victim turns (poisoned) cohorts into tensors here. Both representations follow the MIMIC-III
+benchmark numerically (its Discretizer and its feature extractor) and are vectorised over all stays.
+
+- `discretize` -> `Grid`: (n, 48, C) values, (n, 48, F) masks and GRU-D deltas; ``flat()`` is the
+  benchmark's (n, 48, C + F) input. `grid_raw` -> `RawGrid`: per-variable float64 values for attacks.
+- `window_features` -> `Features`: the benchmark's 42 statistics per variable.
+- `FeatureScaler`, `GridScaler`: fit on training stays only; state as plain arrays.
+- `grid_cached`, `features_cached`, `cached`: content-hash keyed cache.
+"""
+
+from ehrbackdoor.preprocess.cache import (
+    CACHE_VERSION,
+    cache_key,
+    cached,
+    default_cache_dir,
+    features_cached,
+    grid_cached,
+)
+from ehrbackdoor.preprocess.features import (
+    STATISTICS,
+    SUB_PERIODS,
+    Features,
+    feature_names,
+    window_features,
+)
+from ehrbackdoor.preprocess.grid import (
+    IMPUTE_STRATEGIES,
+    LAYOUTS,
+    Grid,
+    RawGrid,
+    column_names,
+    discretize,
+    grid_raw,
+    n_bins,
+)
+from ehrbackdoor.preprocess.scaling import FeatureScaler, GridScaler
+
+__all__ = [
+    "CACHE_VERSION",
+    "IMPUTE_STRATEGIES",
+    "LAYOUTS",
+    "STATISTICS",
+    "SUB_PERIODS",
+    "FeatureScaler",
+    "Features",
+    "Grid",
+    "GridScaler",
+    "RawGrid",
+    "cache_key",
+    "cached",
+    "column_names",
+    "default_cache_dir",
+    "discretize",
+    "feature_names",
+    "features_cached",
+    "grid_cached",
+    "grid_raw",
+    "n_bins",
+    "window_features",
+]

@@ -1,7 +1,7 @@
 """Shared event plumbing: one sort of a cohort's events by (stay, variable, time).
 
-Both the grid and the window features reduce events per (stay, variable) series, so both start from
-the same ordering. A cohort keeps events sorted by stay then time (ties in file order); a stable sort
+Window features reduce events per (stay, variable) series (and later preprocessing may too), so the
+ordering lives here. A cohort keeps events sorted by stay then time (ties in file order); a stable sort
 on the (stay, variable) key alone then gives (stay, variable, time) order in one pass. If a caller
 hands us events that are not time-sorted within a stay, we fall back to a full lexsort so results never
 depend on that invariant.
@@ -21,11 +21,10 @@ class SeriesEvents:
     """Selected events ordered by (stay, variable, time); ties keep the cohort's event order."""
 
     index: np.ndarray  # (E',) int64, positions into cohort.events
-    stay: np.ndarray  # (E',) int64
-    variable: np.ndarray  # (E',) int64
     time: np.ndarray  # (E',) float64
     value: np.ndarray  # (E',) float64
-    series: np.ndarray  # (E',) int64 = stay * F + variable (nondecreasing)
+    series: np.ndarray  # (E',) int64 = stay * n_vars + variable (nondecreasing)
+    n_vars: int
 
 
 def time_sorted_within_stays(stay: np.ndarray, time: np.ndarray) -> bool:
@@ -40,21 +39,15 @@ def sort_series(cohort: Cohort, keep: np.ndarray | None = None) -> SeriesEvents:
     """Events (optionally only those where `keep`) in (stay, variable, time) order."""
     e = cohort.events
     n_vars = len(cohort.schema)
-    stay = e.stay
-    idx = np.flatnonzero(keep) if keep is not None else np.arange(len(e.time), dtype=np.int64)
-    stay = stay[idx]
-    var = e.variable[idx].astype(np.int64)
-    time = e.time[idx]
+    stay, var, time = e.stay, e.variable, e.time
+    idx = None
+    if keep is not None and not keep.all():
+        idx = np.flatnonzero(keep)
+        stay, var, time = stay[idx], var[idx], time[idx]
     key = stay * n_vars + var
     if time_sorted_within_stays(stay, time):
         order = np.argsort(key, kind="stable")
     else:
         order = np.lexsort((time, key))
-    return SeriesEvents(
-        index=idx[order],
-        stay=stay[order],
-        variable=var[order],
-        time=time[order],
-        value=e.value[idx[order]],
-        series=key[order],
-    )
+    index = order if idx is None else idx[order]
+    return SeriesEvents(index, time[order], e.value[index], key[order], n_vars)

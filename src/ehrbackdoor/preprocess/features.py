@@ -9,17 +9,21 @@ numerically so linear and tree victims see the features the field compares again
   25 %, 50 % (R - (R - L) * p / 100, R); a window holds the values with L' - 1e-6 < t < R' + 1e-6;
 - statistics, in order: min, max, mean, std (population, ddof 0), skewness (biased, as
   ``scipy.stats.skew``), count; all six are NaN when a window is empty (a variable never observed);
-- skewness of a window whose values are all equal is 0: the benchmark's scipy of its time returned 0
-  there (modern scipy returns NaN); "equal" uses modern scipy's test ``m2 <= (eps * mean)^2`` so
-  rounding noise in the mean cannot produce a spurious +-1;
+- skewness of a window whose values are all equal is 0 (and its std exactly 0): the benchmark's scipy
+  of its time returned 0 when m2 == 0 (modern scipy returns NaN). Equality is tested exactly
+  (min == max), because rounding in the mean of equal values can leave m2 ~ 1e-31 > 0, where both old
+  and new scipy return a spurious +-1 (``scipy.stats.skew([7.4] * 37) == 1.0``); windows with
+  ``m2 <= (eps * mean)^2`` (modern scipy's test for "numerically constant") also get 0;
 - categorical variables enter as their clinical code (channel_info.json coding = ``events.value``);
 - columns are variable-major, then sub-period, then statistic: 17 MIMIC variables give 714 features.
   Names are ``{short}/{sub-period}/{statistic}``, e.g. ``HR/all/min``.
 
 Events are taken as in the cohort, restricted like the benchmark's task builder to -1e-6 < t <
 hours + 1e-6. Vectorised: one sort by (stay, variable, time), then per sub-period a membership test
-per event and segment reductions (bincount / reduceat); central moments are computed around each
-window's mean, never from raw power sums, so near-constant windows keep their precision.
+per event and segment reductions (``reduceat``); each window is a prefix or suffix of its series and
+windows of one kind are nested, so each is cut from the previous one. Central moments are computed
+around each window's mean, never from raw power sums, so near-constant windows keep their precision.
+Cost on PhysioNet 2012 (3.5 M events): ~0.6 s of CPU.
 """
 
 from __future__ import annotations
@@ -91,33 +95,34 @@ class Features:
         return cls(a["X"], tuple(str(c) for c in a["columns"]), a["stay_id"], a["label"])
 
 
-def _segment_stats(x: np.ndarray, g: np.ndarray, n_groups: int) -> np.ndarray:
-    """(n_groups, 6) statistics of values `x` grouped by nondecreasing ids `g`; NaN for empty groups.
+def _segment_stats(x: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """(G, 6) statistics of consecutive segments of `x` with lengths `count`; NaN where empty.
 
-    Float64 throughout; the caller casts to float32 like the benchmark.
+    Float64 throughout (the caller casts to float32 like the benchmark). Segment reductions are
+    ``reduceat`` over the nonempty segments, per-event broadcasts are ``repeat`` (sequential, cheaper
+    than gathers).
     """
-    out = np.full((n_groups, len(STATISTICS)), np.nan)
-    count = np.bincount(g, minlength=n_groups)
+    out = np.full((len(count), len(STATISTICS)), np.nan)
     nonempty = count > 0
-    if not nonempty.any():
+    cnt = count[nonempty]
+    if len(cnt) == 0:
         return out
-    cnt = np.maximum(count, 1).astype(np.float64)
-    mean = np.bincount(g, weights=x, minlength=n_groups) / cnt
-    d = x - mean[g]
+    seg = np.zeros(len(cnt), dtype=np.int64)
+    np.cumsum(cnt[:-1], out=seg[1:])
+    n = cnt.astype(np.float64)
+    mean = np.add.reduceat(x, seg) / n
+    d = x - np.repeat(mean, cnt)
     d2 = d * d
-    m2 = np.bincount(g, weights=d2, minlength=n_groups) / cnt
+    m2 = np.add.reduceat(d2, seg) / n
     d2 *= d
-    m3 = np.bincount(g, weights=d2, minlength=n_groups) / cnt
-    seg_start = (np.cumsum(count) - count)[nonempty]
-    zero = m2 <= (np.finfo(np.float64).eps * mean) ** 2
+    m3 = np.add.reduceat(d2, seg) / n
+    lo, hi = np.minimum.reduceat(x, seg), np.maximum.reduceat(x, seg)
+    equal = lo == hi  # exact test; rounding in the mean must not turn a constant into m2 > 0
+    m2[equal] = 0.0
+    zero = equal | (m2 <= (np.finfo(np.float64).eps * mean) ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         skew = np.where(zero, 0.0, m3 / m2**1.5)
-    out[nonempty, 0] = np.minimum.reduceat(x, seg_start)
-    out[nonempty, 1] = np.maximum.reduceat(x, seg_start)
-    out[nonempty, 2] = mean[nonempty]
-    out[nonempty, 3] = np.sqrt(m2[nonempty])
-    out[nonempty, 4] = skew[nonempty]
-    out[nonempty, 5] = count[nonempty]
+    out[nonempty] = np.stack([lo, hi, mean, np.sqrt(m2), skew, n], axis=1)
     return out
 
 
@@ -141,26 +146,36 @@ def window_features(cohort: Cohort, hours: float | None = WINDOW_HOURS) -> Featu
         boundary = np.ones(n_ev, dtype=bool)
         boundary[1:] = s.series[1:] != s.series[:-1]
         starts = np.flatnonzero(boundary)
-        n_groups = len(starts)
-        gid = np.cumsum(boundary) - 1
         ends = np.empty_like(starts)
         ends[:-1] = starts[1:]
         ends[-1] = n_ev
+        sizes = ends - starts
         first, last = s.time[starts], s.time[ends - 1]
         span = last - first
-        block = np.empty((n_groups, len(SUB_PERIODS), len(STATISTICS)), dtype=np.float64)
-        t, x = s.time, s.value
-        for w, (_, kind, p) in enumerate(SUB_PERIODS):
-            # Same float expressions as the benchmark's get_range (period "all" then sub-period).
-            if kind == 2:
-                lo, hi = first, first + span * p / 100.0
-            else:
-                lo, hi = last - span * p / 100.0, last
-            member = (t > (lo - _EPS)[gid]) & (t < (hi + _EPS)[gid])
-            if member.all():
-                block[:, w, :] = _segment_stats(x, gid, n_groups)
-            else:
-                idx = np.flatnonzero(member)
-                block[:, w, :] = _segment_stats(x[idx], gid[idx], n_groups)
-        X[s.stay[starts], s.variable[starts]] = block
+        block = np.empty((len(starts), len(SUB_PERIODS), len(STATISTICS)), dtype=np.float64)
+        for kind in (2, 3):
+            # Windows of one kind are nested (first 10 % within first 25 % within first 50 %), so
+            # each is cut from the previous, smaller one. Every window of a nonempty series holds
+            # its first (first p %) or last (last p %) event, so no segment is ever empty.
+            t, x, count = s.time, s.value, sizes
+            for w in sorted((w for w, sp in enumerate(SUB_PERIODS) if sp[1] == kind),
+                            key=lambda w: -SUB_PERIODS[w][2]):
+                p = SUB_PERIODS[w][2]
+                # Same float expressions as the benchmark's get_range ("all", then sub-period).
+                # Times are sorted within a series, so a window is a prefix (first p %) or a
+                # suffix (last p %): L - 1e-6 < t holds for t >= L, t < R + 1e-6 for t <= R.
+                if kind == 2:
+                    bound = first + span * p / 100.0 + _EPS
+                    if np.all(last < bound):  # the whole series (always, for "all")
+                        block[:, w, :] = _segment_stats(x, count)
+                        continue
+                    member = t < np.repeat(bound, count)
+                else:
+                    member = t > np.repeat(last - span * p / 100.0 - _EPS, count)
+                seg = np.zeros(len(count), dtype=np.int64)
+                np.cumsum(count[:-1], out=seg[1:])
+                count = np.add.reduceat(member, seg, dtype=np.int64)
+                t, x = t[member], x[member]
+                block[:, w, :] = _segment_stats(x, count)
+        X[s.series[starts] // n_vars, s.series[starts] % n_vars] = block
     return Features(X.reshape(n, n_vars * N_PER_VARIABLE), names, cohort.stay_id, cohort.label)
