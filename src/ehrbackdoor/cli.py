@@ -292,6 +292,64 @@ def render_attack(result: dict):
     return t
 
 
+@app.command("audit")
+@friendly_errors
+def audit(
+    data: Annotated[Path, typer.Option(help="Training data (directory or cohort file).")],
+    out: Annotated[Path, typer.Option(help="Output directory (audit.json, scores.npz, ...).")],
+    attack: Annotated[str, typer.Option(help="Trigger family.")] = "temporal",
+    strength: Annotated[float, typer.Option(help="Mahalanobis distance of value triggers.")] = 2.0,
+    rate: Annotated[float, typer.Option(help="Share of training stays poisoned.")] = 0.02,
+    target: Annotated[int, typer.Option(help="1 false alarm, 0 missed detection.")] = 1,
+    apply: Annotated[str, typer.Option(help="observed/all (value), delete/exact (missing).")] = (
+        "observed"
+    ),
+    selection: Annotated[str, typer.Option(help="non-target or any.")] = "non-target",
+    models: Annotated[str, typer.Option(help="Comma-separated victims.")] = "lr",
+    defences: Annotated[str, typer.Option(help="all, data, model, reference or names.")] = "all",
+    k_factor: Annotated[float, typer.Option(help="Remove k = factor x poisoned stays.")] = 1.5,
+    seed: Annotated[int, typer.Option(help="Seed of trigger, poisoning, victims, detectors.")] = 0,
+    test_data: Annotated[Path | None, typer.Option(help="Separate test data.")] = None,
+    split_seed: Annotated[int, typer.Option(help="Seed of the stratified split.")] = 0,
+    variable: Annotated[str, typer.Option(help="fixed: variable to set.")] = "HR",
+    value: Annotated[float | None, typer.Option(help="fixed: value (default 95th pct).")] = None,
+    hours: Annotated[int, typer.Option(help="fixed/missing-block: last k hours.")] = 6,
+) -> None:
+    """Poison the training data, run poison detectors, retrain without the flagged stays."""
+    from rich.table import Table
+
+    from ehrbackdoor.defences import parse_defences
+    from ehrbackdoor.pipeline import AttackConfig
+    from ehrbackdoor.pipeline.audit import AUDIT_FILE, audit_rows, run_audit
+
+    params = trigger_params_from_options(
+        attack, strength=strength, variable=variable, value=value, hours=hours
+    )
+    config = AttackConfig(attack, target, rate, apply, selection, seed, params)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with err.status("starting") as status:
+        result = run_audit(
+            config,
+            parse_defences(defences),
+            names,
+            data,
+            out=out,
+            k_factor=k_factor,
+            test_data=test_data,
+            split_seed=split_seed,
+            on_step=lambda msg: status.update(msg),
+        )
+    rows = audit_rows(result)
+    t = Table(title=f"poison detection: {attack}, rate {rate}, target {target}")
+    cols = list(rows[0]) if rows else []
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()))
+    Console().print(t)
+    typer.echo(f"wrote {out / AUDIT_FILE}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
