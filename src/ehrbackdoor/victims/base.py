@@ -207,12 +207,14 @@ class Victim(ABC):
             )
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be callable or None, got {progress!r}")
+        for attr in ("threshold_", "fit_info_"):  # a refit starts from scratch
+            self.__dict__.pop(attr, None)
         self.schema_ = train.schema.name
         self.n_variables_ = len(train.schema)
         self.n_static_ = len(train.schema.static)
         info = self._fit(train, val, progress) or {}
         y_val = check_labels(val, "val")
-        p_val = self.predict_proba(val)
+        p_val = np.asarray(self._predict_proba(val), dtype=np.float64).reshape(-1)
         self.threshold_ = float(choose_threshold(y_val, p_val, rule="max_f1"))
         self.fit_info_ = {
             **info,

@@ -6,8 +6,12 @@ One loop for every network so all of them follow the same protocol:
   forked RNG (the caller's global torch RNG state is left untouched); minibatches are shuffled with
   ``numpy.random.default_rng(seed)``; ``torch.use_deterministic_algorithms(True)`` is on while
   training and predicting, so on CPU the same seed gives the same predictions bit for bit;
-* a fixed number of CPU threads, ``min(2, os.cpu_count())`` (restored afterwards), and CUDA when
-  a GPU is present;
+* a fixed number of CPU threads (restored afterwards), and CUDA when a GPU is present. The default
+  is ONE intra-op thread; ``EHRBACKDOOR_THREADS=2`` (capped at ``os.cpu_count()``) uses both cores
+  of the target machine. Why one: PyTorch's OpenMP workers busy-wait, and on a 2-core machine that
+  is also running anything else two threads were measured 5-15x slower in wall time than one (GRU,
+  3 epochs on PhysioNet: 150 s vs 10 s); and the thread count changes float32 results in the last
+  bits (1e-7), so it must be fixed for bit-for-bit reproducibility -- fix it with the variable;
 * Adam with L2 weight decay, a class-weighted ``BCEWithLogitsLoss`` with
   ``pos_weight = n_negative / n_positive`` of the training stays, optional gradient clipping;
 * after every epoch the validation AUPRC (average precision) is computed; the best state dict is
@@ -30,8 +34,8 @@ from ehrbackdoor.metrics import auprc
 
 ProgressFn = Callable[[int, float], None]
 
-#: CPU threads used for training and inference (the target machine has two cores).
-MAX_THREADS = 2
+#: Environment variable setting the CPU threads of training and inference (default 1).
+THREADS_ENV = "EHRBACKDOOR_THREADS"
 
 
 def default_device() -> torch.device:
@@ -40,7 +44,15 @@ def default_device() -> torch.device:
 
 
 def n_threads() -> int:
-    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    """Intra-op CPU threads: ``$EHRBACKDOOR_THREADS`` (default 1), capped at the core count."""
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    try:
+        wanted = int(raw) if raw else 1
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}") from None
+    if wanted < 1:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}")
+    return min(wanted, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
@@ -81,6 +93,7 @@ class TrainConfig:
     max_epochs: int = 30
     patience: int = 5
     grad_clip: float | None = None
+    ema: float | None = None
     seed: int = 0
 
 
@@ -125,6 +138,10 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def train_model(
     model: nn.Module,
     train_inputs: Sequence[np.ndarray],
@@ -156,8 +173,13 @@ def train_model(
 
     best_score = -np.inf
     best_epoch = 0
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_state = _copy_state(model)
     history: list[float] = []
+    # Exponential moving average of the weights (buffers copied), evaluated instead of the raw
+    # weights when config.ema is set; decay warms up as min(ema, (1 + step) / (10 + step)).
+    live = model.state_dict()
+    ema_state = _copy_state(model) if config.ema else None
+    step = 0
     for epoch in range(1, config.max_epochs + 1):
         model.train()
         perm = torch.as_tensor(rng.permutation(n)).to(device)
@@ -170,15 +192,31 @@ def train_model(
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
+            if ema_state is not None:
+                decay = min(float(config.ema), (1.0 + step) / (10.0 + step))
+                with torch.no_grad():
+                    for k, v in live.items():
+                        if v.dtype.is_floating_point:
+                            ema_state[k].lerp_(v, 1.0 - decay)
+                        else:
+                            ema_state[k].copy_(v)
+            step += 1
+        raw_state = None
+        if ema_state is not None:
+            raw_state = _copy_state(model)
+            model.load_state_dict(ema_state)
         val_logits = predict_logits(model, xv)
         score = auprc(y_val, val_logits) if np.isfinite(val_logits).all() else -np.inf
         history.append(float(score))
         if progress is not None:
             progress(epoch, float(score))
-        if score > best_score:
+        improved = score > best_score
+        if improved:
             best_score, best_epoch = score, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch - best_epoch >= config.patience:
+            best_state = _copy_state(model)
+        if raw_state is not None:
+            model.load_state_dict(raw_state)
+        if not improved and epoch - best_epoch >= config.patience:
             break
     model.load_state_dict(best_state)
     model.eval()

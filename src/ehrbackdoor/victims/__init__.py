@@ -1,0 +1,75 @@
+"""Victim models of in-hospital mortality: one interface for every model an attack targets.
+
+``VICTIMS`` maps a name to its class; `make_victim(name, seed=0, **params)` builds one with the
+tuned defaults (PhysioNet 2012); `load_victim(dir)` restores a saved one (JSON + safetensors, no
+pickle). See `ehrbackdoor.victims.base.Victim` for the interface:
+
+    victim = make_victim("gru", seed=0).fit(train, val, progress=None)
+    p = victim.predict_proba(test)          # (n,) P(death)
+    z = victim.embed(test)                  # (n, d) penultimate representation
+    victim.threshold_                       # max-F1 threshold on clean validation stays
+    victim.save("runs/gru"); load_victim("runs/gru")
+
+=======  ============================================================================
+name     model
+=======  ============================================================================
+lr       logistic regression on standardised window features (scikit-learn lbfgs)
+mlp      1-2 hidden-layer perceptron on the same features (PyTorch)
+lstm     LSTM on the 48-step grid: standardised values + masks (+ static covariates)
+gru      GRU on the same inputs
+grud     GRU-D: learned input and hidden-state decay from masks and time since last obs.
+gbdt     scikit-learn HistGradientBoostingClassifier on window features with NaN
+=======  ============================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ehrbackdoor.victims.base import NotFittedError, Victim, load_victim
+from ehrbackdoor.victims.gbdt import GBDTVictim
+from ehrbackdoor.victims.grud import GRUDVictim
+from ehrbackdoor.victims.lr import LogisticVictim
+from ehrbackdoor.victims.mlp import MLPVictim
+from ehrbackdoor.victims.recurrent import GRUVictim, LSTMVictim
+
+VICTIMS: dict[str, type[Victim]] = {
+    "lr": LogisticVictim,
+    "mlp": MLPVictim,
+    "lstm": LSTMVictim,
+    "gru": GRUVictim,
+    "grud": GRUDVictim,
+    "gbdt": GBDTVictim,
+}
+
+
+def make_victim(name: str, seed: int = 0, **params: Any) -> Victim:
+    """A new (unfitted) victim `name` with the given seed and hyperparameters (defaults: tuned)."""
+    try:
+        cls = VICTIMS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown victim {name!r}; valid names: {', '.join(VICTIMS)}"
+        ) from None
+    names = cls._param_names()
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for victim {name!r}; valid: {sorted(names)}"
+        )
+    return cls(seed=seed, **params)
+
+
+__all__ = [
+    "VICTIMS",
+    "GBDTVictim",
+    "GRUDVictim",
+    "GRUVictim",
+    "LSTMVictim",
+    "LogisticVictim",
+    "MLPVictim",
+    "NotFittedError",
+    "Victim",
+    "load_victim",
+    "make_victim",
+]

@@ -1,0 +1,130 @@
+"""`mlp`: a feed-forward network on the standardised window features.
+
+Input: the benchmark's window features (train-mean imputed, standardised with `FeatureScaler`),
+optionally followed by the standardised static covariates. One or two hidden layers
+(Linear -> ReLU -> Dropout), then a linear output. ``embed`` returns the last hidden layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.preprocess import FeatureScaler
+from ehrbackdoor.victims.inputs import (
+    StaticInputs,
+    check_n_features,
+    features_of,
+    scaler_state_from_json,
+    scaler_state_to_json,
+)
+from ehrbackdoor.victims.torch_base import TorchVictim
+
+
+class MLPNet(nn.Module):
+    def __init__(self, n_in: int, hidden: Sequence[int], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_in
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)).squeeze(-1)
+
+
+def check_hidden(name: str, hidden: object, max_layers: int = 2) -> None:
+    if isinstance(hidden, int | np.integer) and not isinstance(hidden, bool):
+        hidden = [hidden]
+    if not isinstance(hidden, list | tuple) or not 1 <= len(hidden) <= max_layers:
+        raise ValueError(
+            f"{name} must be 1 to {max_layers} positive layer widths (an int or a list), "
+            f"got {hidden!r}"
+        )
+    for h in hidden:
+        if isinstance(h, bool) or not isinstance(h, int | np.integer) or h < 1:
+            raise ValueError(f"{name} must hold positive integers, got {hidden!r}")
+
+
+def as_layers(hidden: int | Sequence[int]) -> list[int]:
+    return [int(hidden)] if isinstance(hidden, int | np.integer) else [int(h) for h in hidden]
+
+
+class MLPVictim(TorchVictim):
+    """Multi-layer perceptron on window features (see module docstring).
+
+    Parameters: ``hidden`` (int or list of 1-2 widths), ``dropout``, ``lr`` (Adam),
+    ``weight_decay`` (L2), ``batch_size``, ``max_epochs``, ``patience`` (epochs without a better
+    validation AUPRC before stopping), ``grad_clip`` (None = off), ``ema`` (decay of the weight
+    moving average that is evaluated and kept, None = off), ``use_static`` (append the static
+    covariates), ``cache`` (use the preprocessing cache), ``seed``.
+    """
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        hidden: int | Sequence[int] = (64,),
+        dropout: float = 0.5,
+        lr: float = 3e-4,
+        weight_decay: float = 1e-3,
+        batch_size: int = 128,
+        max_epochs: int = 40,
+        patience: int = 6,
+        grad_clip: float | None = None,
+        ema: float | None = 0.99,
+        use_static: bool = True,
+        cache: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.hidden = hidden
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.grad_clip = grad_clip
+        self.ema = ema
+        self.use_static = use_static
+        self.cache = cache
+        self.seed = seed
+        check_hidden("hidden", hidden)
+        self._check_common()
+
+    def _fit_inputs(self, train: Cohort) -> None:
+        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache).X)
+        self.static_ = StaticInputs(self.use_static).fit(train)
+        n_in = len(self.scaler_.mean_) + self.static_.width  # type: ignore[arg-type]
+        self.arch_ = {"n_in": n_in, "hidden": as_layers(self.hidden)}
+
+    def _inputs(self, cohort: Cohort) -> list[np.ndarray]:
+        X = features_of(cohort, self.cache).X
+        check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
+        X = self.scaler_.transform(X)
+        if self.static_.width:
+            X = np.concatenate([X, self.static_.transform(cohort)], axis=1)
+        return [X]
+
+    def _build(self) -> nn.Module:
+        return MLPNet(self.arch_["n_in"], self.arch_["hidden"], self.dropout)
+
+    def _inputs_state(self) -> dict:
+        return {
+            "features": scaler_state_to_json(self.scaler_.get_state()),
+            "static": self.static_.get_state(),
+        }
+
+    def _set_inputs_state(self, state: dict) -> None:
+        self.scaler_ = FeatureScaler.from_state(scaler_state_from_json(state["features"]))
+        self.static_ = StaticInputs.from_state(self.use_static, state["static"])

@@ -1,0 +1,139 @@
+"""Common machinery of the PyTorch victims: seeded build + train, batched inference, persistence.
+
+A subclass says how to fit its preprocessing (`_fit_inputs`), how to turn a cohort into input
+arrays (`_inputs`), how to build its network (`_build`, from the JSON-able ``arch_`` dict) and how
+to save/restore its preprocessing (`_inputs_state` / `_set_inputs_state`).  Weights are the
+network's state dict in safetensors; the architecture is rebuilt from victim.json, so loading runs
+no code from the files.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.victims.base import ProgressFn, Victim, check_bool, check_float, check_int
+from ehrbackdoor.victims.training import (
+    TrainConfig,
+    default_device,
+    predict_logits,
+    sigmoid,
+    to_tensors,
+    torch_session,
+    train_model,
+)
+
+
+class TorchVictim(Victim):
+    """Base of mlp, lstm, gru and grud (see module docstring)."""
+
+    weights_kind = "torch"
+
+    def _check_common(self) -> None:
+        check_int("seed", self.seed, 0)
+        check_float("lr", self.lr, 0.0, low_open=True)
+        check_float("weight_decay", self.weight_decay, 0.0)
+        check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("max_epochs", self.max_epochs, 1)
+        check_int("patience", self.patience, 1)
+        if self.grad_clip is not None:
+            check_float("grad_clip", self.grad_clip, 0.0, low_open=True)
+        if self.ema is not None:
+            check_float("ema", self.ema, 0.0, 1.0, low_open=True, high_open=True)
+        check_bool("use_static", self.use_static)
+        check_bool("cache", self.cache)
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _fit_inputs(self, train: Cohort) -> None:
+        """Fit the preprocessing on the training stays; set ``arch_`` (network dimensions)."""
+
+    @abstractmethod
+    def _inputs(self, cohort: Cohort) -> list[np.ndarray]:
+        """Model inputs of `cohort` (first axis = stay)."""
+
+    @abstractmethod
+    def _build(self) -> nn.Module:
+        """The network for ``self.arch_`` (must define ``forward`` and ``embed``)."""
+
+    @abstractmethod
+    def _inputs_state(self) -> dict: ...
+
+    @abstractmethod
+    def _set_inputs_state(self, state: dict) -> None: ...
+
+    # ------------------------------------------------------------------ Victim
+    def _fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None) -> dict:
+        self._fit_inputs(train)
+        x_train, x_val = self._inputs(train), self._inputs(val)
+        device = default_device()
+        config = TrainConfig(
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            patience=self.patience,
+            grad_clip=self.grad_clip,
+            ema=self.ema,
+            seed=self.seed,
+        )
+        with torch_session(self.seed, device):
+            self.model_ = self._build().to(device)
+            result = train_model(
+                self.model_, x_train, train.label, x_val, val.label, config, device, progress
+            )
+        self.device_ = device
+        return {
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "best_val_auprc_during_training": result.best_val_auprc,
+            "history": result.history,
+            "device": device.type,
+        }
+
+    def _run(self, cohort: Cohort, embed: bool) -> np.ndarray:
+        inputs = self._inputs(cohort)
+        device = getattr(self, "device_", torch.device("cpu"))
+        with torch_session(None, device):
+            tensors = to_tensors(inputs, device)
+            if not embed:
+                return predict_logits(self.model_, tensors)
+            self.model_.eval()
+            out = []
+            with torch.no_grad():
+                for start in range(0, cohort.n_stays, 1024):
+                    batch = (t[start : start + 1024] for t in tensors)
+                    out.append(self.model_.embed(*batch).float().cpu())
+            return torch.cat(out).numpy()
+
+    def _predict_proba(self, cohort: Cohort) -> np.ndarray:
+        return sigmoid(self._run(cohort, embed=False))
+
+    def _embed(self, cohort: Cohort) -> np.ndarray:
+        return self._run(cohort, embed=True)
+
+    def _get_state(self) -> tuple[dict, dict[str, Any]]:
+        state = {"arch": self.arch_, "inputs": self._inputs_state()}
+        tensors = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+        return state, tensors
+
+    def _set_state(self, state: dict, tensors: dict[str, Any]) -> None:
+        self.arch_ = state["arch"]
+        self._set_inputs_state(state["inputs"])
+        model = self._build()
+        expected = set(model.state_dict())
+        if set(tensors) != expected:
+            raise ValueError(
+                f"weights file does not match the {self.name} architecture: missing "
+                f"{sorted(expected - set(tensors))}, unexpected {sorted(set(tensors) - expected)}"
+            )
+        model.load_state_dict(tensors, strict=True)
+        model.eval()
+        self.device_ = torch.device("cpu")
+        self.model_ = model
