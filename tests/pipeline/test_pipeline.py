@@ -59,19 +59,20 @@ def test_train_cli_writes_metrics_and_model(synth_dir, tmp_path):
 
 
 def test_blatant_trigger_reaches_high_asr(synth_dir, tmp_path):
-    """End to end: a blatant fixed trigger at a high rate plants a working backdoor."""
+    """End to end: a blatant fixed trigger at a high rate plants a working backdoor. (Height
+    carries no mortality signal in the synthetic data, so a clean model is not fooled by it.)"""
     config = AttackConfig(
         attack="fixed",
         target=1,
         rate=0.1,
         apply="all",
         seed=0,
-        trigger_params={"variable": "HR", "value": 200.0, "hours": 12},
+        trigger_params={"variable": "Height", "value": 230.0, "hours": 48},
     )
     res = run_attack(config, ["lr"], synth_dir, out=tmp_path, n_bootstrap=200)
     m = res["models"]["lr"]
     assert m["asr"] >= 0.9
-    assert m["asr_baseline"] < m["asr"]
+    assert m["asr_baseline"] < 0.5 < m["asr"]
     assert abs(m["clean"]["auroc"] - m["clean_baseline"]["auroc"]) < 0.05
     assert res["n_poisoned"] == round(0.1 * res["n_train"])
     saved = json.loads((tmp_path / "poisoned.json").read_text())
