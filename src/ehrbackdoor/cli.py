@@ -350,6 +350,11 @@ def audit(
     typer.echo(f"wrote {out / AUDIT_FILE}")
 
 
+from ehrbackdoor.experiments.commands import register as _register_experiments  # noqa: E402
+
+_register_experiments(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

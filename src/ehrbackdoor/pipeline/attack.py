@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ehrbackdoor import metrics
-from ehrbackdoor.attacks import ThreatModel, attack_test, make_trigger, poison
+from ehrbackdoor.attacks import Poisoned, ThreatModel, attack_test, make_trigger, poison
+from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.io import atomic_write_json
 from ehrbackdoor.pipeline.prepare import Prepared, prepare_data
 from ehrbackdoor.pipeline.train import fit_victim
@@ -56,6 +57,79 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"auroc": metrics.auroc(y, p), "auprc": metrics.auprc(y, p)}
 
 
+@dataclass(frozen=True)
+class AttackData:
+    """What one attack setting produces, shared by every victim it is run against: the fitted
+    trigger, the poisoned training cohort, the attacked test cohort and its triggered positions."""
+
+    trigger: Any
+    poisoned: Poisoned
+    attacked: Cohort
+    triggered_idx: np.ndarray
+    seconds: float
+
+
+def build_attack(
+    config: AttackConfig, train: Cohort, test: Cohort, trigger: Any | None = None
+) -> AttackData:
+    """Fit the trigger on the clean training stays (unless a fitted `trigger` is given), poison
+    them and attack the test stays."""
+    threat = config.threat()
+    t0 = time.perf_counter()
+    if trigger is None:
+        trigger = config.make_trigger().fit(train)
+    poisoned = poison(train, trigger, threat)
+    attacked, triggered_idx = attack_test(test, trigger, threat)
+    return AttackData(trigger, poisoned, attacked, triggered_idx, time.perf_counter() - t0)
+
+
+def evaluate_attacked(
+    victim,
+    baseline,
+    test: Cohort,
+    attacked: Cohort,
+    triggered_idx: np.ndarray,
+    val: Cohort,
+    target: int,
+    seed: int,
+    n_bootstrap: int = 1000,
+) -> dict[str, Any]:
+    """Metrics of one victim trained on poisoned data and its clean-trained baseline: clean and
+    triggered AUROC/AUPRC, attack success rate (with a bootstrap CI) at the victim's clean
+    validation threshold, and the baseline's success rate (the trigger's effect without poisoning).
+    """
+    y_test = test.label.astype(np.int64)
+    y_val = val.label.astype(np.int64)
+    p_clean = victim.predict_proba(test)
+    p_att = victim.predict_proba(attacked)
+    p_base = baseline.predict_proba(test)
+    p_base_att = baseline.predict_proba(attacked)
+    y_trig = y_test[triggered_idx]
+    asr = metrics.attack_success_rate(y_trig, p_att[triggered_idx], victim.threshold_, target)
+    asr_ci = metrics.attack_success_ci(
+        y_trig,
+        p_att[triggered_idx],
+        victim.threshold_,
+        target,
+        n_resamples=n_bootstrap,
+        seed=seed,
+    )
+    return {
+        "clean": _scores(y_test, p_clean),
+        "clean_baseline": _scores(y_test, p_base),
+        "triggered": _scores(y_test, p_att),
+        "triggered_baseline": _scores(y_test, p_base_att),
+        "asr": asr,
+        "asr_ci": list(asr_ci),
+        "asr_baseline": metrics.attack_success_rate(
+            y_trig, p_base_att[triggered_idx], baseline.threshold_, target
+        ),
+        "threshold": float(victim.threshold_),
+        "threshold_baseline": float(baseline.threshold_),
+        "val_auprc": metrics.auprc(y_val, victim.predict_proba(val)),
+    }
+
+
 def run_attack(
     config: AttackConfig,
     models: Sequence[str],
@@ -76,17 +150,11 @@ def run_attack(
         raise ValueError("models must name at least one victim")
     step = on_step or (lambda _msg: None)
     prep = data if isinstance(data, Prepared) else prepare_data(data, test_data, None, split_seed)
-    threat = config.threat()
 
-    t0 = time.perf_counter()
     step(f"fitting {config.attack} trigger")
-    trigger = config.make_trigger().fit(prep.train)
-    poisoned = poison(prep.train, trigger, threat)
-    attacked, triggered_idx = attack_test(prep.test, trigger, threat)
-    attack_seconds = time.perf_counter() - t0
+    att = build_attack(config, prep.train, prep.test)
+    poisoned = att.poisoned
 
-    y_test = prep.test.label.astype(np.int64)
-    y_val = prep.val.label.astype(np.int64)
     results: dict[str, Any] = {}
     for name in models:
         params = (victim_params or {}).get(name)
@@ -94,35 +162,18 @@ def run_attack(
         victim, secs = fit_victim(name, poisoned.cohort, prep.val, config.seed, params)
         step(f"{name}: training the clean baseline")
         baseline, base_secs = fit_victim(name, prep.train, prep.val, config.seed, params)
-        p_clean = victim.predict_proba(prep.test)
-        p_att = victim.predict_proba(attacked)
-        p_base = baseline.predict_proba(prep.test)
-        p_base_att = baseline.predict_proba(attacked)
-        y_trig = y_test[triggered_idx]
-        asr = metrics.attack_success_rate(
-            y_trig, p_att[triggered_idx], victim.threshold_, config.target
-        )
-        asr_ci = metrics.attack_success_ci(
-            y_trig,
-            p_att[triggered_idx],
-            victim.threshold_,
-            config.target,
-            n_resamples=n_bootstrap,
-            seed=config.seed,
-        )
         results[name] = {
-            "clean": _scores(y_test, p_clean),
-            "clean_baseline": _scores(y_test, p_base),
-            "triggered": _scores(y_test, p_att),
-            "triggered_baseline": _scores(y_test, p_base_att),
-            "asr": asr,
-            "asr_ci": list(asr_ci),
-            "asr_baseline": metrics.attack_success_rate(
-                y_trig, p_base_att[triggered_idx], baseline.threshold_, config.target
+            **evaluate_attacked(
+                victim,
+                baseline,
+                prep.test,
+                att.attacked,
+                att.triggered_idx,
+                prep.val,
+                config.target,
+                config.seed,
+                n_bootstrap,
             ),
-            "threshold": float(victim.threshold_),
-            "threshold_baseline": float(baseline.threshold_),
-            "val_auprc": metrics.auprc(y_val, victim.predict_proba(prep.val)),
             "train_seconds": round(secs, 3),
             "baseline_train_seconds": round(base_secs, 3),
         }
@@ -133,15 +184,15 @@ def run_attack(
         "test_data": prep.test_data,
         **prep.sizes(),
         "n_poisoned": int(len(poisoned.indices)),
-        "n_triggered_test": int(len(triggered_idx)),
-        "attack_seconds": round(attack_seconds, 3),
+        "n_triggered_test": int(len(att.triggered_idx)),
+        "attack_seconds": round(att.seconds, 3),
         "models": results,
     }
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         prep.split.save(out / "splits.json")
-        trigger.save(out / "trigger")
+        att.trigger.save(out / "trigger")
         atomic_write_json(out / "poisoned.json", poisoned.to_dict())
         atomic_write_json(out / "results.json", out_dict)
     return out_dict

@@ -1,0 +1,229 @@
+"""Aggregate a run's cells: mean and 95% confidence interval over seeds per victim and setting.
+
+The interval is Student's t over the seeds' values (mean +- t(0.975, n-1) * sd / sqrt(n)); with a
+single seed it is undefined and shown as the value alone.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ehrbackdoor.experiments.store import Store
+
+FORMATS = ("markdown", "csv", "json")
+
+#: Columns that identify an attack setting (besides trigger parameters).
+SETTING_COLUMNS = ["data", "victim", "attack", "trigger", "target", "rate", "apply", "selection"]
+
+#: Metrics shown by default, in order, with their headers.
+MAIN_METRICS = {
+    "asr": "ASR",
+    "asr_baseline": "ASR (clean model)",
+    "baseline_auroc": "AUROC clean model",
+    "clean_auroc": "AUROC poisoned model",
+    "triggered_auroc": "AUROC triggered",
+    "baseline_auprc": "AUPRC clean model",
+    "clean_auprc": "AUPRC poisoned model",
+    "triggered_auprc": "AUPRC triggered",
+    "auroc_cost": "AUROC cost",
+}
+#: Per-cell bookkeeping, not aggregated.
+NOT_AGGREGATED = {
+    "asr_ci_low",
+    "asr_ci_high",
+    "threshold",
+    "threshold_baseline",
+    "n_train",
+    "n_val",
+    "n_test",
+}
+
+
+def cells_frame(store: Store, status: str | None = "ok") -> pd.DataFrame:
+    """One row per cell: setting columns, trigger parameters (`p_<name>`), seed, metrics."""
+    rows = []
+    for r in store.cells(status):
+        p = r["params"]
+        row: dict[str, Any] = {k: p.get(k) for k in SETTING_COLUMNS}
+        for k, v in (p.get("trigger_params") or {}).items():
+            row[f"p_{k}"] = json.dumps(v) if isinstance(v, list | dict) else v
+        row["seed"] = p["seed"]
+        row["key"] = r["key"]
+        row["status"] = r["status"]
+        row["error"] = r["error"]
+        row.update(r["metrics"] or {})
+        for k, v in (r["timings"] or {}).items():
+            row[f"t_{k}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def setting_columns(df: pd.DataFrame) -> list[str]:
+    return SETTING_COLUMNS + sorted(c for c in df.columns if c.startswith("p_"))
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    skip = set(setting_columns(df)) | {"seed", "key", "status", "error"} | NOT_AGGREGATED
+    cols = [
+        c
+        for c in df.columns
+        if c not in skip and not c.startswith("t_") and pd.api.types.is_numeric_dtype(df[c])
+    ]
+    first = [c for c in MAIN_METRICS if c in cols]
+    return first + [c for c in cols if c not in MAIN_METRICS]
+
+
+def is_bounded(metric: str) -> bool:
+    return not metric.endswith("_cost") and (
+        metric.startswith("asr") or metric.endswith(("_auroc", "_auprc"))
+    )
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of a Student-t interval; NaN bounds with fewer than 2 values."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (math.nan, math.nan, math.nan)
+    m = float(v.mean())
+    if len(v) < 2:
+        return (m, math.nan, math.nan)
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return (m, m - half, m + half)
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, CI low and CI high of every metric per setting (columns `<metric>`, `<metric>_lo`,
+    `<metric>_hi`), plus `n_seeds`; rows in the order the settings first appear."""
+    if df.empty:
+        return pd.DataFrame()
+    keys = setting_columns(df)
+    metrics = metric_columns(df)
+    work = df.copy()
+    for k in keys:  # group on strings so missing parameters (NaN) form their own group
+        work[k] = work[k].map(
+            lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+        )
+    out = []
+    for group_key, g in work.groupby(keys, sort=False, dropna=False):
+        row = dict(zip(keys, group_key, strict=True))
+        row["n_seeds"] = int(g["seed"].nunique())
+        for m in metrics:
+            mean, lo, hi = t_interval(g[m].to_numpy(dtype=np.float64))
+            if is_bounded(m):  # rates and areas under curves live in [0, 1]
+                lo, hi = max(lo, 0.0), min(hi, 1.0)
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean, lo, hi
+        out.append(row)
+    agg = pd.DataFrame(out)
+    # drop trigger-parameter columns no setting uses
+    for k in keys:
+        if k.startswith("p_") and (agg[k] == "").all():
+            agg = agg.drop(columns=k)
+    return agg
+
+
+def load_aggregate(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cells, aggregated) of a run directory."""
+    store = Store.open_run(run_dir, readonly=True)
+    try:
+        cells = cells_frame(store)
+    finally:
+        store.close()
+    return cells, aggregate(cells)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float | np.floating):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def display_table(agg: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Human-readable table: `mean [lo, hi]` per metric, only the columns that vary."""
+    if agg.empty:
+        return agg
+    keys = [c for c in agg.columns if c in SETTING_COLUMNS or c.startswith("p_")]
+    constant = [k for k in keys if agg[k].nunique(dropna=False) == 1 and k not in ("victim",)]
+    shown_keys = [k for k in keys if k not in constant]
+    metrics = metrics or [m for m in MAIN_METRICS if m in agg.columns]
+    extra = [
+        c
+        for c in agg.columns
+        if (c.startswith("stealth_") or c.startswith("defence_")) and not c.endswith(("_lo", "_hi"))
+    ]
+    out = pd.DataFrame(
+        {(k[2:] if k.startswith("p_") else k): agg[k].map(_setting) for k in shown_keys}
+    )
+    out["seeds"] = agg["n_seeds"]
+    for m in metrics + extra:
+        header = MAIN_METRICS.get(m, m)
+        out[header] = [
+            _fmt(mean) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if not math.isnan(lo) else "")
+            for mean, lo, hi in zip(agg[m], agg[f"{m}_lo"], agg[f"{m}_hi"], strict=True)
+        ]
+    return out
+
+
+def constant_settings(agg: pd.DataFrame) -> dict[str, Any]:
+    keys = [c for c in agg.columns if c in SETTING_COLUMNS or c.startswith("p_")]
+    return {
+        (k[2:] if k.startswith("p_") else k): _setting(agg[k].iloc[0])
+        for k in keys
+        if k != "victim" and agg[k].nunique(dropna=False) == 1
+    }
+
+
+def _setting(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{v:g}"
+    return "" if v is None else str(v)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_no finished cells_\n"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(v) for v in r.tolist()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_results(run_dir: str | Path, fmt: str = "markdown") -> str:
+    """The aggregated table of a run as markdown, CSV (one column per mean / CI bound) or JSON."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    store = Store.open_run(run_dir, readonly=True)
+    try:
+        cells = cells_frame(store)
+        counts = store.counts()
+    finally:
+        store.close()
+    agg = aggregate(cells)
+    if fmt == "csv":
+        buf = io.StringIO()
+        agg.to_csv(buf, index=False)
+        return buf.getvalue()
+    if fmt == "json":
+        records = json.loads(agg.to_json(orient="records")) if not agg.empty else []
+        return json.dumps({"cells": counts, "results": records}, indent=2) + "\n"
+    head = (
+        f"{counts['ok']} cells finished, {counts['failed']} failed, {counts['pending']} pending; "
+        "mean [95% CI over seeds]"
+    )
+    const = constant_settings(agg) if not agg.empty else {}
+    if const:
+        head += "\n\nall rows: " + ", ".join(f"{k} {_fmt(v)}" for k, v in const.items())
+    return head + "\n\n" + to_markdown(display_table(agg))

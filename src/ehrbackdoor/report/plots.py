@@ -1,0 +1,168 @@
+"""Matplotlib figures of a run, returned as PNG bytes (the report embeds them as base64)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+DPI = 100
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _nan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _series_label(row: pd.Series, cols: Sequence[str]) -> str:
+    parts = []
+    for c in cols:
+        name = c[2:] if c.startswith("p_") else c
+        parts.append(f"{row[c]}" if name == "trigger" else f"{name} {row[c]}")
+    return ", ".join(parts) or str(row.get("trigger", "all"))
+
+
+def _varying(df: pd.DataFrame, cols: Sequence[str]) -> list[str]:
+    return [c for c in cols if c in df.columns and df[c].astype(str).nunique() > 1]
+
+
+def asr_vs_rate(agg: pd.DataFrame, title: str) -> bytes:
+    """Attack success rate against the poisoning rate: one panel per victim, one line per
+    strength (or other trigger parameter), with the 95% CI over seeds and the clean model's rate."""
+    victims = list(dict.fromkeys(agg["victim"]))
+    series_cols = _varying(agg, ["trigger"] + [c for c in agg.columns if c.startswith("p_")])
+    n = len(victims)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 0.6, 3.0), sharey=True, squeeze=False)
+    for ax, victim in zip(axes[0], victims, strict=True):
+        sub = agg[agg["victim"] == victim]
+        groups = sub.groupby(series_cols, sort=True) if series_cols else [((), sub)]
+        for i, (_, g) in enumerate(groups):
+            g = g.sort_values("rate")
+            color = COLORS[i % len(COLORS)]
+            label = _series_label(g.iloc[0], series_cols)
+            ax.plot(g["rate"], g["asr"], "o-", color=color, label=label)
+            lo, hi = g["asr_lo"].to_numpy(float), g["asr_hi"].to_numpy(float)
+            if np.isfinite(lo).any():
+                ax.fill_between(g["rate"], lo, hi, color=color, alpha=0.15, linewidth=0)
+            ax.plot(g["rate"], g["asr_baseline"], ":", color=color, alpha=0.8)
+        ax.set_title(victim)
+        ax.set_xlabel("poisoning rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("attack success rate")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="grey", linestyle=":"))
+    labels.append("clean model (no poisoning)")
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(5, len(labels)),
+        frameon=False,
+    )
+    fig.suptitle(title, y=1.04)
+    return png(fig)
+
+
+def clean_vs_attacked(agg: pd.DataFrame, title: str) -> bytes:
+    """AUROC and AUPRC per victim: clean-trained model, poisoned model on clean test stays, and
+    poisoned model on triggered test stays (mean over this attack's settings)."""
+    victims = list(dict.fromkeys(agg["victim"]))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    bars = [
+        ("baseline", "clean model, clean test"),
+        ("clean", "poisoned model, clean test"),
+        ("triggered", "poisoned model, triggered test"),
+    ]
+    x = np.arange(len(victims))
+    w = 0.26
+    for ax, metric in zip(axes, ("auroc", "auprc"), strict=True):
+        for i, (prefix, label) in enumerate(bars):
+            col = f"{prefix}_{metric}"
+            vals = [agg.loc[agg["victim"] == v, col].mean() for v in victims]
+            ax.bar(x + (i - 1) * w, vals, w, label=label, color=COLORS[i])
+        ax.set_xticks(x, victims)
+        ax.set_ylabel(metric.upper())
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(title)
+    return png(fig)
+
+
+def poisoning_cost(agg: pd.DataFrame, title: str) -> bytes:
+    """Clean-performance cost of poisoning (clean model minus poisoned model, on clean test stays)
+    against the poisoning rate, one line per victim (mean over the other parameters)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, metric in zip(axes, ("auroc", "auprc"), strict=True):
+        col = f"{metric}_cost"
+        for i, (victim, g) in enumerate(agg.groupby("victim", sort=False)):
+            m = g.groupby("rate")[col].mean()
+            ax.plot(m.index, m.to_numpy(), "o-", color=COLORS[i % len(COLORS)], label=victim)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel("poisoning rate")
+        ax.set_ylabel(f"{metric.upper()} lost to poisoning")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    return png(fig)
+
+
+def trigger_heatmap(
+    pattern: np.ndarray, sd: np.ndarray | None, variables: Sequence[str], title: str
+) -> bytes:
+    """A value trigger's (hours x variables) pattern in units of each variable's spread."""
+    p = np.asarray(pattern, dtype=np.float64)
+    if sd is not None and len(sd) == p.shape[1]:
+        scale = np.where(np.asarray(sd) > 0, sd, 1.0)
+        p = p / scale
+        unit = "change / SD of the variable"
+    else:
+        unit = "change (raw units)"
+    keep = np.flatnonzero(np.any(p != 0, axis=0))
+    if len(keep) == 0:
+        keep = np.arange(p.shape[1])
+    names = [variables[j] if j < len(variables) else str(j) for j in keep]
+    lim = float(np.nanmax(np.abs(p[:, keep]))) or 1.0
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(keep) + 1.2))
+    im = ax.imshow(
+        p[:, keep].T, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest"
+    )
+    ax.set_yticks(range(len(keep)), names, fontsize=7)
+    ax.set_xlabel("hour since admission")
+    fig.colorbar(im, ax=ax, label=unit, shrink=0.8)
+    ax.set_title(title, fontsize=10)
+    return png(fig)
+
+
+def masks_figure(
+    panels: Sequence[tuple[str, np.ndarray]], variables: Sequence[str], title: str
+) -> bytes:
+    """Observation masks (hours x variables) side by side: real stays and triggered stays."""
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(1.7 * n + 1.6, 4.6), sharey=True, squeeze=False)
+    for k, (ax, (label, m)) in enumerate(zip(axes[0], panels, strict=True)):
+        m = np.asarray(m, dtype=np.float64)
+        ax.imshow(m.T, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("hour", fontsize=8)
+        if k == 0:
+            ax.set_yticks(range(len(variables)), variables, fontsize=6)
+    fig.suptitle(title + "  (dark = observed)", fontsize=10, y=1.0)
+    return png(fig)
