@@ -40,8 +40,9 @@ class ThreatModel:
             raise ValueError(f"rate must be in (0, 1), got {self.rate!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.apply not in APPLY_MODES:
-            raise ValueError(f"apply must be one of {APPLY_MODES}, got {self.apply!r}")
+        allowed = (*APPLY_MODES, "delete", "exact")
+        if self.apply not in allowed:
+            raise ValueError(f"apply must be one of {allowed}, got {self.apply!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -7,6 +7,12 @@ from typing import Any
 from ehrbackdoor.attacks.triggers.base import Trigger, load_trigger
 from ehrbackdoor.attacks.triggers.fixed import FixedPatternTrigger
 from ehrbackdoor.attacks.triggers.full_cov import FullCovarianceTrigger
+from ehrbackdoor.attacks.triggers.missing import (
+    BlockMissingTrigger,
+    RandomMissingTrigger,
+    RealMaskTrigger,
+    VAEMissingTrigger,
+)
 from ehrbackdoor.attacks.triggers.temporal import TemporalCovarianceTrigger
 from ehrbackdoor.attacks.triggers.white_noise import WhiteNoiseTrigger
 
@@ -17,6 +23,10 @@ TRIGGERS: dict[str, type[Trigger]] = {
         WhiteNoiseTrigger,
         FullCovarianceTrigger,
         FixedPatternTrigger,
+        VAEMissingTrigger,
+        RandomMissingTrigger,
+        BlockMissingTrigger,
+        RealMaskTrigger,
     )
 }
 
