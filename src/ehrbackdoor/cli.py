@@ -214,6 +214,10 @@ def trigger_params_from_options(attack: str, **opts) -> dict:
         return {"strength": opts["strength"]}
     if attack == "fixed":
         return {"variable": opts["variable"], "value": opts["value"], "hours": opts["hours"]}
+    if attack == "missing-vae":
+        return {k: opts[k] for k in ("latent_dim", "n_candidates", "epochs") if opts.get(k)}
+    if attack == "missing-block":
+        return {"hours": opts["hours"]}
     return {}
 
 
@@ -226,7 +230,9 @@ def attack(
     strength: Annotated[float, typer.Option(help="Mahalanobis distance of value triggers.")] = 2.0,
     rate: Annotated[float, typer.Option(help="Share of training stays poisoned.")] = 0.02,
     target: Annotated[int, typer.Option(help="1 false alarm, 0 missed detection.")] = 1,
-    apply: Annotated[str, typer.Option(help="observed or all.")] = "observed",
+    apply: Annotated[
+        str, typer.Option(help="observed/all (value), delete/exact (missing; observed = delete).")
+    ] = "observed",
     selection: Annotated[str, typer.Option(help="non-target or any.")] = "non-target",
     models: Annotated[str, typer.Option(help="Comma-separated victims.")] = "lr,mlp,lstm,gru",
     seed: Annotated[int, typer.Option(help="Seed of trigger, poisoning and victims.")] = 0,
@@ -235,13 +241,30 @@ def attack(
     bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples for ASR CI.")] = 1000,
     variable: Annotated[str, typer.Option(help="fixed: variable to set.")] = "HR",
     value: Annotated[float | None, typer.Option(help="fixed: value (default 95th pct).")] = None,
-    hours: Annotated[int, typer.Option(help="fixed: last k hours.")] = 6,
+    hours: Annotated[int, typer.Option(help="fixed / missing-block: last k hours.")] = 6,
+    latent_dim: Annotated[int | None, typer.Option(help="missing-vae: latent size.")] = None,
+    n_candidates: Annotated[
+        int | None, typer.Option(help="missing-vae: patterns sampled to choose from.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="missing-vae: max VAE epochs.")] = None,
 ) -> None:
-    """Poison the training data once, train every victim on it and report attack success."""
+    """Poison the training data once, train every victim on it and report attack success.
+
+    Value triggers (temporal, white-noise, full-cov, fixed) apply to `observed` values or `all`
+    cells; missing-value triggers (missing-vae, missing-random, missing-block, missing-real)
+    `delete` observations or make the mask `exact`.
+    """
     from ehrbackdoor.pipeline import AttackConfig, run_attack
 
     params = trigger_params_from_options(
-        attack, strength=strength, variable=variable, value=value, hours=hours
+        attack,
+        strength=strength,
+        variable=variable,
+        value=value,
+        hours=hours,
+        latent_dim=latent_dim,
+        n_candidates=n_candidates,
+        epochs=epochs,
     )
     config = AttackConfig(attack, target, rate, apply, selection, seed, params)
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -257,6 +280,14 @@ def attack(
             on_step=lambda msg: status.update(msg),
         )
     Console().print(render_attack(result))
+    if "stealth" in result:
+        st = result["stealth"]
+        typer.echo(
+            f"stealth: pattern ELBO percentile {st['elbo'].get('pattern_percentile')}, "
+            f"mean |missing-rate shift| {st['missing_rate']['mean_abs_shift']:.3f}, "
+            f"clean stays carrying the trigger {st['clean_carrier_share']:.3f} "
+            "(all measures in results.json under 'stealth')"
+        )
     typer.echo(f"wrote {out / 'results.json'}")
 
 

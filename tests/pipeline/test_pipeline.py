@@ -105,3 +105,40 @@ def test_attack_cli_bad_input_is_one_clear_line(synth_dir, tmp_path):
         ["attack", "--data", str(tmp_path / "missing"), "--out", str(tmp_path), "--models", "lr"],
     )
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_missing_vae_attack_cli_writes_stealth(synth_dir, tmp_path):
+    r = runner.invoke(
+        app,
+        [
+            "attack",
+            "--data",
+            str(synth_dir),
+            "--out",
+            str(tmp_path),
+            "--attack",
+            "missing-vae",
+            "--apply",
+            "delete",
+            "--target",
+            "0",
+            "--rate",
+            "0.05",
+            "--models",
+            "lr",
+            "--epochs",
+            "5",
+            "--n-candidates",
+            "100",
+            "--bootstrap",
+            "100",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["attack"]["attack"] == "missing-vae" and res["attack"]["apply"] == "delete"
+    st = res["stealth"]
+    assert st["n_triggered"] == res["n_triggered_test"]
+    assert 0 <= st["clean_carrier_share"] <= 1
+    assert set(st["missing_rate"]["per_variable"]) == set(load_cohort(synth_dir).schema.names)
+    assert {"auroc", "auprc"} <= set(res["models"]["lr"]["triggered"])

@@ -130,6 +130,25 @@ def evaluate_attacked(
     }
 
 
+def missing_stealth(trigger, prep: Prepared, attacked, triggered_idx, seed: int) -> dict | None:
+    """Stealth measures of a missing-value trigger: the triggered test stays against the same
+    stays before the trigger, the rarity detector fit on clean training masks. None for value
+    triggers (their stealth is measured by `ehrbackdoor audit`)."""
+    from ehrbackdoor.attacks.stealth import missingness_stealth
+    from ehrbackdoor.attacks.triggers.missing import MissingTrigger
+
+    if not isinstance(trigger, MissingTrigger):
+        return None
+    return missingness_stealth(
+        prep.test.subset(triggered_idx),
+        attacked.subset(triggered_idx),
+        getattr(trigger, "vae_", None),
+        trigger.pattern_,
+        reference=prep.train,
+        seed=seed,
+    )
+
+
 def run_attack(
     config: AttackConfig,
     models: Sequence[str],
@@ -188,6 +207,9 @@ def run_attack(
         "attack_seconds": round(att.seconds, 3),
         "models": results,
     }
+    stealth = missing_stealth(att.trigger, prep, att.attacked, att.triggered_idx, config.seed)
+    if stealth is not None:
+        out_dict["stealth"] = stealth
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
