@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from ehrbackdoor.victims.gbdt import TreeEnsemble
 from ehrbackdoor.victims.inputs import StaticInputs
@@ -20,7 +21,8 @@ def test_tree_export_reproduces_sklearn_exactly():
     y = (X[:, 0] + 0.5 * X[:, 1] ** 2 + rng.normal(0, 0.5, 400) > 0.5).astype(int)
     X[rng.random(X.shape) < 0.2] = np.nan  # missing values go left or right as learned
     model = HistGradientBoostingClassifier(max_iter=30, early_stopping=False, random_state=0)
-    model.fit(X, y)
+    with threadpool_limits(limits=1):  # OpenMP workers busy-wait on a shared 2-core machine
+        model.fit(X, y)
     trees = TreeEnsemble.from_sklearn(model, model.n_iter_)
     X_new = rng.normal(size=(300, 6))
     X_new[rng.random(X_new.shape) < 0.3] = np.nan

@@ -70,10 +70,11 @@ class GRUDNet(nn.Module):
         gi = self.input_proj(torch.cat(step_in, dim=-1))  # (n, T, 3H)
         h = x.new_zeros(x.shape[0], self.hidden)
         H = self.hidden
-        for t in range(x.shape[1]):
-            h = gamma_h[:, t] * h
+        # unbind once: indexing gi[:, t] in the loop would make every step's backward allocate
+        # and fill a gradient of the full (n, T, 3H) tensor.
+        for g, decay in zip(gi.unbind(1), gamma_h.unbind(1), strict=True):
+            h = decay * h
             gh = self.hidden_proj(h)
-            g = gi[:, t]
             r = torch.sigmoid(g[:, :H] + gh[:, :H])
             z = torch.sigmoid(g[:, H : 2 * H] + gh[:, H : 2 * H])
             n = torch.tanh(g[:, 2 * H :] + r * gh[:, 2 * H :])
@@ -101,15 +102,15 @@ class GRUDVictim(GridVictim):
         self,
         hidden: int = 64,
         dropout: float = 0.3,
-        lr: float = 1e-3,
+        lr: float = 2e-3,
         weight_decay: float = 1e-4,
-        batch_size: int = 64,
+        batch_size: int = 128,
         max_epochs: int = 30,
         patience: int = 5,
         grad_clip: float | None = 1.0,
         ema: float | None = 0.99,
         use_static: bool = True,
-        static_per_step: bool = False,
+        static_per_step: bool = True,
         cache: bool = True,
         seed: int = 0,
     ) -> None:
