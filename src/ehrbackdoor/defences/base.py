@@ -16,13 +16,12 @@ public interface (`predict_proba`, `embed`, `threshold_`). Detectors that need t
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ehrbackdoor.checks import check_bool, check_choice, check_float, check_int  # noqa: F401 (re-exported)
 from ehrbackdoor.data.cohort import Cohort
 
 #: Families a detector belongs to (the audit table groups rows by family).
@@ -131,41 +130,6 @@ class Detector(ABC):
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
-
-
-# ------------------------------------------------------------------------- parameter checks
-def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
-    return int(value)
-
-
-def check_float(
-    name: str, value: Any, low: float | None = None, high: float | None = None, *, open_low=False
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and (value < low or (open_low and value == low)):
-        raise ValueError(f"{name} must be {'>' if open_low else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
-    return float(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def check_choice(name: str, value: Any, choices: tuple) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
 
 
 def predicted_classes(victim: Any, cohort: Cohort, by: str) -> np.ndarray:

@@ -75,8 +75,8 @@ class RangeCheckDetector(Detector):
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
-        self.z_max = check_float("z_max", z_max, 0.0, open_low=True)
-        self.skew_ratio = check_float("skew_ratio", skew_ratio, 0.0, open_low=True)
+        self.z_max = check_float("z_max", z_max, 0.0, low_open=True)
+        self.skew_ratio = check_float("skew_ratio", skew_ratio, 0.0, low_open=True)
         self.min_conformity = check_float("min_conformity", min_conformity, 0.0, 1.0)
 
     def _score(self, cohort: Cohort, victim: Any, reference: Cohort | None) -> np.ndarray:

@@ -36,7 +36,7 @@ class ClassifierTwoSampleDetector(Detector):
     ) -> None:
         super().__init__(seed)
         self.n_folds = check_int("n_folds", n_folds, 2)
-        self.C = check_float("C", C, 0.0, open_low=True)
+        self.C = check_float("C", C, 0.0, low_open=True)
         self.n_components = check_int("n_components", n_components, 1)
 
     def _score(self, cohort: Cohort, victim: Any, reference: Cohort | None) -> np.ndarray:

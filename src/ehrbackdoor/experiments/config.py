@@ -18,6 +18,9 @@ attacks:                     # every list is a grid; scalars are fixed
     apply: [observed, all]
 seeds: 5                     # or a list: [0, 1, 2]
 evaluation: {bootstrap: 1000}
+defences: [range-check, spectral, perfect]   # or "all", a family; optional
+defence_params: {range-check: {z_max: 6}}    # optional, per defence
+k_factor: 1.5                # mitigation removes ceil(k_factor * rate * n_train) stays
 ```
 
 Errors name the offending key (`attacks[0].apply`) and, where there is a fixed set, the allowed
@@ -96,6 +99,13 @@ def is_missing_trigger(trigger: str) -> bool:
         return trigger.startswith("missing")
     cls = TRIGGERS.get(trigger)
     return cls is not None and issubclass(cls, MissingTrigger)
+
+
+def defence_names() -> list[str]:
+    """What `defences` accepts: "all", a family or registry names."""
+    from ehrbackdoor.defences import DEFENCES, FAMILIES
+
+    return ["all", *FAMILIES, *sorted(DEFENCES)]
 
 
 def victim_names() -> list[str]:
@@ -359,7 +369,7 @@ class EvaluationSpec(_Model):
 
 
 class ExperimentConfig(_Model):
-    """A whole experiment: data sources x attacks x victims x seeds (x defences, later)."""
+    """A whole experiment: data sources x attacks x victims x seeds, each cell with its defences."""
 
     name: str = "experiment"
     description: str | None = None
@@ -368,7 +378,9 @@ class ExperimentConfig(_Model):
     attacks: list[AttackSpec]
     seeds: list[int] = [0]
     evaluation: EvaluationSpec = EvaluationSpec()
-    defences: list[dict[str, Any]] = []
+    defences: list[str] = []
+    defence_params: dict[str, dict[str, Any]] = {}
+    k_factor: float = Field(1.5, gt=0)
 
     @field_validator("data", mode="before")
     @classmethod
@@ -409,12 +421,37 @@ class ExperimentConfig(_Model):
             return list(range(v))
         return v
 
-    @field_validator("defences")
+    @field_validator("defences", mode="before")
     @classmethod
     def _defences(cls, v):
-        if v:
-            raise ValueError("no defence families are available yet; leave `defences` empty")
-        return v
+        from ehrbackdoor.defences import parse_defences
+
+        if v is None or v == []:
+            return []
+        if not isinstance(v, str | list | tuple) or not all(
+            isinstance(x, str) for x in _as_grid(v)
+        ):
+            raise ValueError(f"give defence names, a family or 'all', got {v!r}")
+        try:
+            return parse_defences(v)
+        except ValueError as e:
+            raise ValueError(f"{e}; allowed: {_listed(defence_names())}") from None
+
+    @model_validator(mode="after")
+    def _defence_params(self):
+        from ehrbackdoor.defences import make_defence
+
+        for name, params in self.defence_params.items():
+            if name not in self.defences:
+                raise _KeyError(
+                    f"defence_params.{name}",
+                    f"not a defence of this config; allowed: {_listed(self.defences) or '(none)'}",
+                )
+            try:
+                make_defence(name, **{"seed": 0, **params})
+            except (ValueError, TypeError) as e:
+                raise _KeyError(f"defence_params.{name}", f"{name}: {e}") from None
+        return self
 
     @model_validator(mode="after")
     def _unique(self):
@@ -432,8 +469,25 @@ class ExperimentConfig(_Model):
         return self
 
     def canonical(self) -> dict:
-        """The config as plain JSON-able data (stored with the run; compared on resume)."""
-        return json.loads(self.model_dump_json())
+        """The config as plain JSON-able data (stored with the run; compared on resume). Without
+        defences the defence options are left out, so runs from before they existed resume."""
+        d = json.loads(self.model_dump_json())
+        if not self.defences:
+            d.pop("defence_params")
+            d.pop("k_factor")
+        return d
+
+    def defence_spec(self) -> dict[str, Any] | None:
+        """What the defence metrics of a cell depend on (None without defences)."""
+        if not self.defences:
+            return None
+        return {
+            "names": list(self.defences),
+            "params": {
+                n: dict(sorted(self.defence_params.get(n, {}).items())) for n in self.defences
+            },
+            "k_factor": float(self.k_factor),
+        }
 
     def digest(self) -> str:
         return stable_hash(self.canonical())

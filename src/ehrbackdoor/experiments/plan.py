@@ -7,7 +7,10 @@ A cell is one (data source, attack setting, victim, seed). Its expensive inputs 
   and used by every rate, target and apply mode (`TriggerStep`; a VAE is not cheap),
 * the poisoned training cohort and attacked test cohort of an (attack setting, seed), used by every
   victim (`PoisonStep`),
-* the clean-trained baseline of a (victim, seed), used by every attack setting (`BaselineStep`).
+* the clean-trained baseline of a (victim, seed), used by every attack setting (`BaselineStep`),
+* with `defences`, the suspicion scores of the data-level detectors on a poisoned training cohort
+  (`ScoreStep`), used by every victim. Model-level detectors inspect the cell's own poisoned victim
+  and mitigation retrains that victim once per defence, so both run inside the cell.
 
 Every step and cell has a key: a hash of exactly what its result depends on, so a rerun (or a
 changed config) recognises finished work.
@@ -59,6 +62,15 @@ class BaselineStep:
 
 
 @dataclass(frozen=True)
+class ScoreStep:
+    key: str
+    data_key: str
+    poison_key: str
+    defences: dict[str, dict[str, Any]]  # data-level detector name -> constructor parameters
+    seed: int
+
+
+@dataclass(frozen=True)
 class Cell:
     key: str
     data: str  # data source label
@@ -70,6 +82,8 @@ class Cell:
     setting: dict[str, Any]
     seed: int
     bootstrap: int
+    defence: dict[str, Any] | None = None  # names, params, k_factor (ExperimentConfig.defence_spec)
+    scores_key: str | None = None
 
     def params(self) -> dict[str, Any]:
         """Everything that defines the cell, flat (stored with its row)."""
@@ -90,6 +104,7 @@ class Plan:
     triggers: dict[str, TriggerStep] = field(default_factory=dict)
     poison: dict[str, PoisonStep] = field(default_factory=dict)
     baselines: dict[str, BaselineStep] = field(default_factory=dict)
+    scores: dict[str, ScoreStep] = field(default_factory=dict)
 
     @property
     def keys(self) -> list[str]:
@@ -99,6 +114,8 @@ class Plan:
 def expand(config: ExperimentConfig) -> Plan:
     """All cells of a config in a stable order (seed-major, so whole seeds finish early)."""
     plan = Plan()
+    defence = config.defence_spec()
+    data_level = _data_level(defence)
     settings = [s for a in config.attacks for s in a.settings()]
     for spec in config.data:
         dkey = "d" + stable_hash(spec.identity())
@@ -114,15 +131,24 @@ def expand(config: ExperimentConfig) -> Plan:
                 )
                 pkey = "p" + stable_hash({"data": dkey, **ident, "seed": seed})
                 plan.poison.setdefault(pkey, PoisonStep(pkey, dkey, tkey, setting, seed))
+                skey = None
+                if data_level:
+                    skey = "s" + stable_hash({"poison": pkey, "defences": data_level})
+                    plan.scores.setdefault(skey, ScoreStep(skey, dkey, pkey, data_level, seed))
                 for v in config.victims:
                     params = dict(sorted(v.params.items()))
                     bkey = "b" + stable_hash(
                         {"data": dkey, "victim": v.name, "params": params, "seed": seed}
                     )
                     plan.baselines.setdefault(bkey, BaselineStep(bkey, dkey, v.name, params, seed))
-                    ckey = "c" + stable_hash(
-                        {"poison": pkey, "baseline": bkey, "bootstrap": config.evaluation.bootstrap}
-                    )
+                    cident = {
+                        "poison": pkey,
+                        "baseline": bkey,
+                        "bootstrap": config.evaluation.bootstrap,
+                    }
+                    if defence is not None:  # keys of runs without defences stay as they were
+                        cident["defence"] = defence
+                    ckey = "c" + stable_hash(cident)
                     plan.cells.append(
                         Cell(
                             key=ckey,
@@ -135,6 +161,8 @@ def expand(config: ExperimentConfig) -> Plan:
                             setting=setting,
                             seed=seed,
                             bootstrap=config.evaluation.bootstrap,
+                            defence=defence,
+                            scores_key=skey,
                         )
                     )
     seen: set[str] = set()
@@ -145,3 +173,12 @@ def expand(config: ExperimentConfig) -> Plan:
             "repeated attack settings"
         )
     return plan
+
+
+def _data_level(defence: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The detectors of a defence spec that score stays without a victim (shared by victims)."""
+    if defence is None:
+        return {}
+    from ehrbackdoor.defences import DEFENCES
+
+    return {n: defence["params"][n] for n in defence["names"] if not DEFENCES[n].needs_victim}

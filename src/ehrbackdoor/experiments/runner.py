@@ -358,12 +358,13 @@ class _Run:
     def _schedule(self, ex, bar: _Progress) -> None:
         """Run the remaining cells and the shared steps they need, as a dependency graph.
 
-        Nodes are steps (trigger -> poison; baseline) and cells (poison + baseline). A node is
-        submitted when its inputs exist; among ready nodes cells go first, then poisoning, then
-        trigger fits and baselines, each in the order the cells first need them."""
+        Nodes are steps (trigger -> poison -> scores; baseline) and cells (poison + baseline, plus
+        the data-level detector scores with defences). A node is submitted when its inputs exist;
+        among ready nodes cells go first, then poisoning and scoring, then trigger fits and
+        baselines, each in the order the cells first need them."""
         rd = str(self.run_dir)
         nodes: dict[str, _Node] = {}
-        rank = {"cell": 0, "poison": 1, "trigger": 2, "baseline": 2}
+        rank = {"cell": 0, "scores": 1, "poison": 1, "trigger": 2, "baseline": 2}
 
         def need(kind: str, key: str) -> bool:
             """Create the node of a step unless its result exists; True if it must run."""
@@ -374,17 +375,23 @@ class _Run:
                     self._store_visual("poison", key, self._poison_extra(key))
                 return False
             node = nodes[key] = _Node(kind, key, self._step_job(kind, key), len(nodes))
-            if kind == "poison":
-                tkey = self.plan.poison[key].trigger_key
-                if need("trigger", tkey):
-                    node.deps.add(tkey)
-                    nodes[tkey].users.append(key)
+            dep = {"poison": ("trigger", "trigger_key"), "scores": ("poison", "poison_key")}
+            if kind in dep:
+                dkind, attr = dep[kind]
+                step = (self.plan.poison if kind == "poison" else self.plan.scores)[key]
+                dkey = getattr(step, attr)
+                if need(dkind, dkey):
+                    node.deps.add(dkey)
+                    nodes[dkey].users.append(key)
             return True
 
         cells: dict[str, Cell] = {}
         for c in self.todo:
             node = _Node("cell", c.key, self._cell_job(c), len(nodes))
-            for kind, key in (("poison", c.poison_key), ("baseline", c.baseline_key)):
+            steps = [("poison", c.poison_key), ("baseline", c.baseline_key)]
+            if c.scores_key:
+                steps.append(("scores", c.scores_key))
+            for kind, key in steps:
                 if need(kind, key):
                     node.deps.add(key)
                     nodes[key].users.append(c.key)
@@ -477,6 +484,16 @@ class _Run:
                 "params": t.params,
                 "seed": t.seed,
             }
+        elif kind == "scores":
+            sc = self.plan.scores[key]
+            job = {
+                "run_dir": rd,
+                "key": key,
+                "data_key": sc.data_key,
+                "poison_key": sc.poison_key,
+                "defences": sc.defences,
+                "seed": sc.seed,
+            }
         else:
             b = self.plan.baselines[key]
             job = {
@@ -501,6 +518,8 @@ class _Run:
             "setting": c.setting,
             "seed": c.seed,
             "bootstrap": c.bootstrap,
+            "defence": c.defence,
+            "scores_key": c.scores_key,
         }
 
     def _cell_done(self, c: Cell, out: dict, bar: _Progress) -> None:

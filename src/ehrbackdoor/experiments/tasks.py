@@ -407,12 +407,100 @@ def baseline_task(job: dict) -> dict:
     return {"info": {k: v for k, v in info.items() if k != "fit_info"}, "seconds": seconds}
 
 
+# ------------------------------------------------------------------------------ scores step
+def scores_task(job: dict) -> dict:
+    """Score the stays of one poisoned training cohort with the data-level detectors (shared by
+    every victim); detectors are seeded with the cell seed and see the clean validation stays as
+    trusted reference.
+
+    job: run_dir, key, data_key, poison_key, defences ({name: params}), seed.
+    """
+    from ehrbackdoor.defences import make_defence
+
+    clean = load_clean(job["run_dir"], job["data_key"])
+    train, _, _ = load_poisoned(job["run_dir"], job["poison_key"], clean)
+    t0 = time.perf_counter()
+    scores, seconds = {}, {}
+    for name, params in job["defences"].items():
+        t1 = time.perf_counter()
+        det = make_defence(name, **{"seed": job["seed"], **params})
+        scores[name] = det.score(train, None, reference=clean.val)
+        seconds[name] = round(time.perf_counter() - t1, 3)
+    total = time.perf_counter() - t0
+    final = artifact_dir(job["run_dir"], "scores", job["key"])
+    tmp = _tmp_dir(final)
+    try:
+        np.savez_compressed(tmp / "scores.npz", **scores)
+        info = {"defences": list(scores), "seconds": round(total, 3), "detector_seconds": seconds}
+        _write_info(tmp, info)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _publish(tmp, final)
+    return {"info": info, "seconds": total}
+
+
+def load_scores(run_dir: str | Path, key: str) -> dict[str, np.ndarray]:
+    with np.load(artifact_dir(run_dir, "scores", key) / "scores.npz", allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def defence_metrics(job: dict, victim, train, clean: Clean, attacked, tidx, before: dict) -> dict:
+    """Detection and mitigation metrics of every configured defence for one cell's victim, as
+    flat `defence_<name>_<metric>` keys (`ehrbackdoor.pipeline.audit.audit_metrics`).
+
+    Data-level scores come from the shared scores step; model-level detectors inspect `victim`
+    (trained on the poisoned cohort). Mitigation removes each detector's top-k stays and retrains
+    this victim with the cell seed: one extra training per defence and cell.
+    """
+    from ehrbackdoor.defences import make_defence
+    from ehrbackdoor.defences.evaluate import default_budget, detection_metrics, mitigate
+    from ehrbackdoor.pipeline.audit import audit_metrics
+
+    spec = job["defence"]
+    setting, seed, name = job["setting"], job["seed"], job["victim"]
+    shared = load_scores(job["run_dir"], job["scores_key"]) if job.get("scores_key") else {}
+    is_poison = np.asarray(train.modified, dtype=bool)
+    k = default_budget(train.n_stays, setting["rate"], spec["k_factor"])
+    results = {}
+    for d in spec["names"]:
+        det = make_defence(d, **{"seed": seed, **spec["params"].get(d, {})})
+        if d in shared:
+            scores = shared[d]
+        else:
+            scores = det.score(train, victim if det.needs_victim else None, reference=clean.val)
+        entry = detection_metrics(is_poison, scores)
+        entry.update(
+            mitigate(
+                train,
+                scores,
+                det.removal_count(train, k),
+                [name],
+                clean.val,
+                clean.test,
+                attacked,
+                tidx,
+                setting["target"],
+                seed,
+                {name: job["params"]},
+            )
+        )
+        results[d] = entry
+    result = {"before": {name: before}, "clean_baseline": {name: before}, "defences": results}
+    out = {k: v for k, v in audit_metrics(result, name).items() if k.startswith("defence_")}
+    for d, entry in results.items():
+        key = "defence_" + d.replace("-", "_")
+        out[f"{key}_n_removed"] = entry["n_removed"]
+        out[f"{key}_n_poisoned_removed"] = entry["n_poisoned_removed"]
+    return out
+
+
 # ------------------------------------------------------------------------------- cell step
 def cell_task(job: dict) -> dict:
     """Train one victim on one poisoned cohort and evaluate it beside its clean baseline.
 
     job: run_dir, key, data_key, poison_key, baseline_key, victim, params, setting, seed,
-    bootstrap.
+    bootstrap, and with defences: defence (names, params, k_factor), scores_key.
     """
     from ehrbackdoor.pipeline.attack import evaluate_attacked
     from ehrbackdoor.pipeline.train import fit_victim
@@ -438,6 +526,12 @@ def cell_task(job: dict) -> dict:
         job["bootstrap"],
     )
     eval_seconds = time.perf_counter() - t1
+    defence: dict = {}
+    if job.get("defence"):
+        t2 = time.perf_counter()
+        before = {"asr": res["asr"], "clean_auroc": res["clean"]["auroc"]}
+        defence = defence_metrics(job, victim, train, clean, attacked, tidx, before)
+        defence_seconds = time.perf_counter() - t2
     pinfo = read_info(run_dir, "poison", job["poison_key"])
     binfo = read_info(run_dir, "baseline", job["baseline_key"])
     metrics = {
@@ -463,6 +557,7 @@ def cell_task(job: dict) -> dict:
         "n_train": clean.train.n_stays,
         "n_val": clean.val.n_stays,
         "n_test": clean.test.n_stays,
+        **defence,
     }
     timings = {
         "train_seconds": round(train_seconds, 3),
@@ -472,6 +567,8 @@ def cell_task(job: dict) -> dict:
         "baseline_train_seconds": binfo["seconds"],
         "poison_seconds": pinfo["seconds"],
     }
+    if job.get("defence"):
+        timings["defence_seconds"] = round(defence_seconds, 3)
     return {"metrics": metrics, "timings": timings, "seconds": train_seconds}
 
 
@@ -480,5 +577,6 @@ TASKS: dict[str, Callable[[dict], dict]] = {
     "trigger": trigger_task,
     "poison": poison_task,
     "baseline": baseline_task,
+    "scores": scores_task,
     "cell": cell_task,
 }

@@ -173,9 +173,52 @@ def _extra_tables(agg: pd.DataFrame) -> list[str]:
         if not cols:
             continue
         out.append(f"<h2>{title}</h2>")
+        if prefix == "defence_":
+            out += _defence_tables(agg)
+            out.append("<h3>All defence metrics</h3>")
         t = display_table(agg, metrics=cols)
         keep = [c for c in t.columns if c not in MAIN_METRICS.values()]
         out.append(_table(t[keep]))
+    return out
+
+
+def _defence_tables(agg: pd.DataFrame) -> list[str]:
+    """Attack settings x detectors: detection AUROC, and ASR before / after mitigation."""
+    names = [
+        c[len("defence_") : -len("_auroc")]
+        for c in agg.columns
+        if c.startswith("defence_") and c.endswith("_auroc") and not c.endswith("_clean_auroc")
+    ]
+    if not names:
+        return []
+    out = []
+    for title, note, metrics, before in (
+        (
+            "Detection AUROC",
+            "How well each detector ranks the poisoned training stays above the clean ones "
+            "(0.5: chance; perfect and random are reference bounds).",
+            [f"defence_{n}_auroc" for n in names],
+            [],
+        ),
+        (
+            "Attack success rate before / after mitigation",
+            "ASR of the poisoned model, and after removing each detector's most suspicious stays "
+            "and retraining.",
+            [f"defence_{n}_asr_after" for n in names],
+            ["asr"],
+        ),
+    ):
+        present = [m for m in metrics if m in agg.columns]
+        if not present:
+            continue
+        t = display_table(agg, metrics=before + present)
+        keys = list(t.columns[: list(t.columns).index("seeds") + 1])
+        headers = {MAIN_METRICS[m]: "before" for m in before}
+        headers.update({m: n.replace("_", "-") for m, n in zip(metrics, names, strict=True)})
+        t = t[keys + [h for h in headers if h in t.columns]].rename(columns=headers)
+        out.append(f"<h3>{title}</h3>")
+        out.append(f'<p class="note">{note}</p>')
+        out.append(_table(t))
     return out
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
-import numbers
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from ehrbackdoor.checks import check_bool, check_choice, check_float, check_int  # noqa: F401 (re-exported)
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_text
 from ehrbackdoor.metrics import auprc, auroc, choose_threshold
@@ -49,47 +48,6 @@ WEIGHTS_FILE = "weights.safetensors"
 
 class NotFittedError(ValueError):
     """A victim was used before `fit` (or `load_victim`)."""
-
-
-# ------------------------------------------------------------------------- parameter checks
-def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
-    return int(value)
-
-
-def check_float(
-    name: str,
-    value: Any,
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, choices: tuple) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 # ------------------------------------------------------------------------------ cohort checks
