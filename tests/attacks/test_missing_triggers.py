@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ehrbackdoor.attacks import ThreatModel, attack_test, load_trigger, make_trigger, poison
-from ehrbackdoor.attacks.constraints import is_plausible, set_values
+from ehrbackdoor.data.plausibility import is_plausible, set_values
 from ehrbackdoor.attacks.triggers.missing import (
     apply_missing_pattern,
     observation_masks,

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ehrbackdoor.attacks import load_trigger, make_trigger
-from ehrbackdoor.attacks.constraints import is_plausible
+from ehrbackdoor.data.plausibility import is_plausible
 from ehrbackdoor.data.cohort import hour_bins
 from ehrbackdoor.data.schema import physionet2012_schema
 from ehrbackdoor.preprocess.grid import grid_raw

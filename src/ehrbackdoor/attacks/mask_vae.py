@@ -26,12 +26,9 @@ and ``json`` only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,33 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehrbackdoor.base import Component
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_json
+from ehrbackdoor.victims.training import torch_session
 
 N_STEPS = 48
 WEIGHTS_FILE = "mask_vae.safetensors"
 CONFIG_FILE = "mask_vae.json"
 FORMAT_VERSION = 1
 _LOG2 = math.log(2.0)
-
-
-@contextlib.contextmanager
-def _torch_session(seed: int | None = None, threads: int = 1) -> Iterator[None]:
-    """Deterministic CPU settings with `threads` threads; restores the caller's settings on exit."""
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(max(1, min(int(threads), os.cpu_count() or 1)))
-    torch.use_deterministic_algorithms(True)
-    try:
-        if seed is None:
-            yield
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                yield
-    finally:
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-        torch.set_num_threads(old_threads)
 
 
 def _check_masks(masks: np.ndarray, n_vars: int | None = None) -> np.ndarray:
@@ -139,13 +118,16 @@ def _elbo_terms(net: _Net, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Te
     return rec.flatten(1).sum(dim=1), kl
 
 
-class MaskVAE:
+class MaskVAE(Component):
     """VAE of (48, F) observation masks with a Bernoulli decoder.
 
     Parameters are stored by the constructor; `fit` learns the weights (attributes ending in ``_``).
     ``heldout_`` reports reconstruction and ELBO on the held-out masks next to the per-cell
     frequency baseline, which is what shows the model learned more than marginal rates.
     """
+
+    kind = "model"
+    name = "mask-vae"
 
     def __init__(
         self,
@@ -179,20 +161,6 @@ class MaskVAE:
         self.n_threads = max(1, int(n_threads))
         self.seed = int(seed)
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "latent_dim": self.latent_dim,
-            "hidden": self.hidden,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "patience": self.patience,
-            "val_fraction": self.val_fraction,
-            "kl_warmup": self.kl_warmup,
-            "n_threads": self.n_threads,
-            "seed": self.seed,
-        }
-
     # ------------------------------------------------------------------ fitting
     def fit(self, masks: np.ndarray, val_masks: np.ndarray | None = None) -> MaskVAE:
         """Train on `masks` (n, 48, F); early-stop on `val_masks`, or on a seeded held-out share."""
@@ -209,7 +177,7 @@ class MaskVAE:
         self.n_vars_ = int(x.shape[2])
         self.cell_freq_ = cell_frequency(x)
         t0 = time.perf_counter()
-        with _torch_session(self.seed, self.n_threads):
+        with torch_session(self.seed, threads=self.n_threads):
             net = _Net(self.n_vars_, self.latent_dim, self.hidden)
             with torch.no_grad():
                 net.cell_bias.copy_(
@@ -265,7 +233,7 @@ class MaskVAE:
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
-            raise RuntimeError("MaskVAE is not fitted: call fit(masks) or MaskVAE.load(dir) first")
+            raise self._not_fitted("call fit(masks) or MaskVAE.load(dir) first")
 
     # ------------------------------------------------------------------ inference
     def _run(self, fn: Any, *arrays: np.ndarray, batch: int = 2048) -> list[np.ndarray]:
@@ -273,7 +241,7 @@ class MaskVAE:
         self._check_fitted()
         n = len(arrays[0])
         outs: list[list[np.ndarray]] = []
-        with _torch_session(None, self.n_threads), torch.no_grad():
+        with torch_session(None, threads=self.n_threads), torch.no_grad():
             for start in range(0, n, batch):
                 res = fn(*(torch.from_numpy(a[start : start + batch]) for a in arrays))
                 res = res if isinstance(res, tuple) else (res,)
