@@ -255,12 +255,14 @@ class MaskVAE(Component):
 
     def encode(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log-variance (n, latent) of each mask."""
+        self._check_fitted()
         x = _check_masks(masks, self.n_vars_ if self.is_fitted else None)
         mu, logvar = self._run(self.net_.encode, x)
         return mu, logvar
 
     def decode_logits(self, z: np.ndarray) -> np.ndarray:
         """Bernoulli logits (n, 48, F) of latent codes `z` (n, latent)."""
+        self._check_fitted()
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.latent_dim)
         return self._run(self.net_.decode, z)[0]
 
