@@ -14,7 +14,8 @@ frequency does not). Small on purpose: 40 epochs on ~5,000 PhysioNet masks (48 x
 
 Training is deterministic on CPU: parameters are initialised from ``torch.manual_seed(seed)`` inside
 a forked RNG (the caller's RNG is untouched), minibatches are shuffled and reparameterisation noise
-drawn from seeded generators, and ``torch.use_deterministic_algorithms`` is on. It runs on one
+drawn from seeded generators, and ``torch.use_deterministic_algorithms`` is on (the library's one
+`ehrbackdoor.victims.training.torch_session`). It runs on one
 thread by default (`n_threads`): convolutions this small gain little from a second thread and, on
 a shared two-core machine, lose several-fold to thread contention. Early stopping watches the
 negative ELBO of held-out masks; the best weights are kept.
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from ehrbackdoor.base import Component
+from ehrbackdoor.checks import check_int
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_json
 from ehrbackdoor.victims.training import torch_session
 
@@ -159,7 +161,7 @@ class MaskVAE(Component):
         self.val_fraction = float(val_fraction)
         self.kl_warmup = max(0, int(kl_warmup))
         self.n_threads = max(1, int(n_threads))
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed, 0)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, masks: np.ndarray, val_masks: np.ndarray | None = None) -> MaskVAE:

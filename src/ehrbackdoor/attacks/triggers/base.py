@@ -1,9 +1,11 @@
 """The trigger contract: fit on clean training stays, apply to any stays' raw events, save/load.
 
-Like a scikit-learn estimator, a trigger stores its parameters in the constructor and learns its
-state in `fit` (attributes ending in `_`). `apply` returns new raw events for the chosen stays; the
-poisoning engine writes them into a cohort. Adding a trigger family is adding one file that
-subclasses `Trigger` and registers itself in `ehrbackdoor.attacks.triggers.TRIGGERS`.
+Like every component (`ehrbackdoor.base.Component`), a trigger stores its validated parameters in
+the constructor and learns its state in `fit` (attributes ending in `_`); `fit` checks the cohort
+and calls the subclass's `_fit`. `apply` returns new raw events for the chosen stays; the
+poisoning engine writes them into a cohort. Adding a trigger is adding one file that subclasses
+`Trigger` (or the public family bases `value_base.ValueTrigger`, `missing_base.MissingTrigger`)
+and registers the class with ``TRIGGERS.register`` (`ehrbackdoor.attacks.triggers`).
 """
 
 from __future__ import annotations
@@ -138,4 +140,12 @@ def load_trigger(directory: str | Path) -> Trigger:
     return trig
 
 
-__all__ = ["APPLY_MODES", "FAMILIES", "NotFittedError", "Trigger", "check_fit_cohort", "check_variables", "load_trigger"]
+__all__ = [
+    "APPLY_MODES",
+    "FAMILIES",
+    "NotFittedError",
+    "Trigger",
+    "check_fit_cohort",
+    "check_variables",
+    "load_trigger",
+]
