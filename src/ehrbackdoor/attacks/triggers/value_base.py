@@ -6,6 +6,8 @@ itself in `ehrbackdoor.attacks.triggers.TRIGGERS`; applying, saving and loading 
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -77,6 +79,17 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
     )
 
 
+def check_strength(strength: Any) -> float:
+    """A finite Mahalanobis distance in (0, MAX_STRENGTH]: larger ones only overflow."""
+    ok = not isinstance(strength, bool) and isinstance(strength, numbers.Real)
+    if not ok or not math.isfinite(strength) or not 0 < strength <= MAX_STRENGTH:
+        raise ValueError(
+            f"strength must be a positive number <= {MAX_STRENGTH:g} (a Mahalanobis distance), "
+            f"got {strength!r}"
+        )
+    return float(strength)
+
+
 class ValueTrigger(Trigger):
     """Base of triggers that add a fixed (48 x F) pattern to raw values."""
 
@@ -91,7 +104,7 @@ class ValueTrigger(Trigger):
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
-        self.strength = check_float("strength", strength, 0.0, MAX_STRENGTH, low_open=True)
+        self.strength = check_strength(strength)
         self.variables = check_variables(variables)
         self.ridge = check_float("ridge", ridge, 0.0)
 
