@@ -63,6 +63,7 @@ def test_repr_and_set_params():
     assert repr(trig) == "TemporalCovarianceTrigger(variables=['HR'])"
     with pytest.raises(ValueError, match="strength"):
         trig.set_params(strength=-1.0)  # validated by the constructor again
+    assert trig.strength == 1.0  # and nothing changed
     with pytest.raises(ValueError, match="unknown parameter 'strenght'"):
         trig.set_params(strenght=1.0)
     gru = make_victim("gru", hidden=8)

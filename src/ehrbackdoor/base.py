@@ -89,11 +89,13 @@ class Component:
     def set_params(self: T, **params: Any) -> T:
         """Change parameters (validated by the constructor again); returns self.
 
-        Learned attributes are kept, as in scikit-learn: refit after changing parameters.
+        Learned attributes are kept, as in scikit-learn: refit after changing parameters. Invalid
+        values raise before anything changes.
         """
         self.check_param_names(params)
-        merged = {**self.get_params(), **params}
-        type(self).__init__(self, **merged)
+        checked = type(self)(**{**self.get_params(), **params})
+        for k in self.param_names():
+            setattr(self, k, getattr(checked, k))
         return self
 
     def __repr__(self) -> str:

@@ -1,7 +1,7 @@
 """The detector contract: one suspicion score per training stay, higher = more suspicious.
 
-Like the victims and triggers, a detector follows scikit-learn conventions: the constructor only
-stores (and validates) its parameters, including a ``seed``; `score` does the work and leaves
+Like the victims and triggers, a detector follows the component contract (`ehrbackdoor.base`):
+the constructor only stores (and validates) its parameters, including a ``seed``; `score` does the work and leaves
 diagnostics in attributes ending in ``_`` (``info_``). Because every detector returns the same thing
 -- a finite float per stay of the (possibly poisoned) training cohort -- one evaluation serves them
 all (`ehrbackdoor.defences.evaluate`).

@@ -53,6 +53,7 @@ class Trigger(Component, ABC):
     def fit(self, cohort: Cohort) -> Trigger:
         """Learn what the trigger needs from clean (training) stays; returns self."""
         check_fit_cohort(cohort, self.min_stays, f"{self.family} trigger {self.name!r}")
+        self.__dict__.pop("fitted_", None)  # a failed refit leaves the trigger unfitted
         self._fit(cohort)
         self.fitted_ = True
         return self
