@@ -167,3 +167,13 @@ def test_registry_register_and_duplicates():
     reg.register(cls)  # registering the same class again is harmless
     with pytest.raises(ValueError, match="already registered"):
         reg.register(TRIGGERS["white-noise"], name="temporal")
+
+
+def test_old_import_paths_still_work():
+    from ehrbackdoor.attacks.triggers.missing import MISSING_APPLY_MODES, MissingTrigger
+    from ehrbackdoor.attacks.triggers.missing_base import MissingTrigger as Base
+    from ehrbackdoor.defences._features import feature_matrix
+    from ehrbackdoor.defences.features import feature_matrix as public
+
+    assert MissingTrigger is Base and feature_matrix is public
+    assert MISSING_APPLY_MODES == ("delete", "exact")
