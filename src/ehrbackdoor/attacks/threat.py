@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from ehrbackdoor.attacks.triggers.base import APPLY_MODES
 
 SELECTIONS = ("non-target", "any")
+#: Where the attacker writes the trigger: raw events, or the victims' hourly grid values.
+SPACES = ("raw", "grid")
 TARGET_MEANING = {
     1: "false alarm (survivors made to look like dying)",
     0: "missed detection (dying patients made to look safe)",
@@ -25,6 +27,10 @@ class ThreatModel:
     - `apply`: `observed` changes recorded values only (a realistic attacker); `all` also writes
       the imputed cells (an attacker who knows the victim's imputation).
     - `seed`: drives the choice of poisoned stays.
+    - `space`: `raw` (default) edits raw events before any preprocessing; `grid` is the first
+      paper's setting: the poisoned cohort carries the trigger (`Cohort.grid_perturbation`) and
+      every victim's discretiser adds it to hourly bin values (`observed` bins or `all` bins),
+      raw events and masks unchanged. Only additive value triggers have a grid form.
     """
 
     target: int = 1
@@ -32,6 +38,7 @@ class ThreatModel:
     selection: str = "non-target"
     apply: str = "observed"
     seed: int = 0
+    space: str = "raw"
 
     def __post_init__(self) -> None:
         if self.target not in (0, 1):
@@ -40,9 +47,13 @@ class ThreatModel:
             raise ValueError(f"rate must be in (0, 1), got {self.rate!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        allowed = (*APPLY_MODES, "delete", "exact")
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        allowed = (*APPLY_MODES, "delete", "exact") if self.space == "raw" else APPLY_MODES
         if self.apply not in allowed:
-            raise ValueError(f"apply must be one of {allowed}, got {self.apply!r}")
+            raise ValueError(
+                f"apply must be one of {allowed} in {self.space} space, got {self.apply!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -111,6 +111,11 @@ class ValueTrigger(Trigger):
             )
         return apply_pattern(self.pattern_, cohort, idx, mode)
 
+    def grid_pattern(self) -> np.ndarray:
+        """The fitted (48 x F) raw-unit pattern, as grid space adds it to hourly bins."""
+        self.check_fitted()
+        return self.pattern_.copy()
+
     def state(self) -> dict[str, np.ndarray]:
         return {"pattern": self.pattern_}
 
