@@ -7,11 +7,10 @@ import pytest
 
 from ehrbackdoor.attacks import ThreatModel, attack_test, make_trigger, poison
 from ehrbackdoor.data.cohort import Cohort, Events
-from ehrbackdoor.data.perturbation import GridPerturbation
 from ehrbackdoor.data.schema import physionet2012_schema
 from ehrbackdoor.preprocess import discretize, grid_raw
 from ehrbackdoor.preprocess.features import hourly_features
-from ehrbackdoor.victims import make_victim
+from ehrbackdoor.victims import load_victim, make_victim
 from ehrbackdoor.victims.inputs import features_of
 from tests.attacks.conftest import random_cohort
 from tests.victims.conftest import FAST, make_cohort
@@ -217,3 +216,7 @@ def test_one_grid_poisoned_cohort_attacks_lr_hourly_and_gru(tmp_path, monkeypatc
         assert v.predict(attacked)[idx].mean() >= 0.6, name
         assert v.predict(test)[idx].mean() <= 0.2, name
     assert victims["lr"].representation == "hourly" and victims["gru"].representation == "grid"
+    victims["lr"].save(tmp_path / "lr")
+    back = load_victim(tmp_path / "lr")
+    assert back.representation == "hourly"
+    np.testing.assert_array_equal(back.predict_proba(attacked), victims["lr"].predict_proba(attacked))

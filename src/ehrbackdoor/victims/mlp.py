@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehrbackdoor.checks import check_choice
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.preprocess import FeatureScaler
-from ehrbackdoor.checks import check_choice
 from ehrbackdoor.victims.inputs import (
     FEATURE_REPRESENTATIONS,
     StaticInputs,

@@ -30,7 +30,7 @@ def training_trajectories(cohort: Cohort) -> np.ndarray:
     """Forward-filled hourly raw values (n, 48, F) of the stays: what covariances are fit on."""
     if cohort.n_stays < 2:
         raise ValueError("fitting a value trigger needs at least 2 training stays")
-    return grid_raw(cohort, impute="previous").values
+    return grid_raw(cohort, impute="previous", perturb=False).values
 
 
 def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: str) -> Events:
@@ -57,7 +57,7 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
         return Events(ev.offsets, ev.time, ev.variable, values, alias)
 
     sub = cohort.subset(idx)
-    rg = grid_raw(sub, impute="previous")
+    rg = grid_raw(sub, impute="previous", perturb=False)
     active = np.flatnonzero(np.any(pattern != 0, axis=0))
     stay, b, f = np.nonzero(~rg.mask[:, :, active])
     f = active[f]
