@@ -6,7 +6,11 @@ import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ehrbackdoor.data.perturbation import GRID_MODES
+
 SELECTIONS = ("non-target", "any")
+#: Where the attacker writes the trigger: raw events, or the victims' hourly grid values.
+SPACES = ("raw", "grid")
 TARGET_MEANING = {
     1: "false alarm (survivors made to look like dying)",
     0: "missed detection (dying patients made to look safe)",
@@ -37,6 +41,10 @@ class ThreatModel:
       take `delete` (= `observed`) or `exact`. Which modes a trigger accepts is its
       `apply_modes` (`trigger_info`); `check_trigger` checks the pair before any work.
     - `seed`: drives the choice of poisoned stays.
+    - `space`: `raw` (default) edits raw events before any preprocessing; `grid` is the first
+      paper's setting: the poisoned cohort carries the trigger (`Cohort.grid_perturbation`) and
+      every victim's discretiser adds it to hourly bin values (`observed` bins or `all` bins),
+      raw events and masks unchanged. Only additive value triggers have a grid form.
     """
 
     target: int = 1
@@ -44,6 +52,7 @@ class ThreatModel:
     selection: str = "non-target"
     apply: str = "observed"
     seed: int = 0
+    space: str = "raw"
 
     def __post_init__(self) -> None:
         if self.target not in (0, 1):
@@ -52,9 +61,13 @@ class ThreatModel:
             raise ValueError(f"rate must be in (0, 1), got {self.rate!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        allowed = all_apply_modes()
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        allowed = all_apply_modes() if self.space == "raw" else GRID_MODES
         if self.apply not in allowed:
-            raise ValueError(f"apply must be one of {allowed}, got {self.apply!r}")
+            raise ValueError(
+                f"apply must be one of {allowed} in {self.space} space, got {self.apply!r}"
+            )
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 

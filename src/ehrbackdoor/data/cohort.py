@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ehrbackdoor.data.perturbation import GridPerturbation, concat_perturbations
 from ehrbackdoor.data.schema import Schema, get_schema
 from ehrbackdoor.io import atomic_savez
 
@@ -97,7 +98,9 @@ class Cohort:
 
     `modified` marks stays whose events or label were changed by an attack, so defences and metrics
     can tell poisoned stays from clean ones. `meta` holds JSON-serialisable provenance (source path,
-    cleaning counts).
+    cleaning counts). `grid_perturbation` (optional) is a grid-space trigger that the victims'
+    discretiser adds to the hourly values of the stays carrying it (`data.perturbation`); raw events
+    stay as recorded.
     """
 
     schema: Schema
@@ -107,6 +110,7 @@ class Cohort:
     events: Events
     modified: np.ndarray = field(default=None)  # type: ignore[assignment]  # (n,) bool
     meta: dict = field(default_factory=dict)
+    grid_perturbation: GridPerturbation | None = None
 
     def __post_init__(self) -> None:
         n = len(self.stay_id)
@@ -121,6 +125,17 @@ class Cohort:
             raise ValueError(
                 f"static has shape {self.static.shape}, expected ({n}, {len(self.schema.static)})"
             )
+        gp = self.grid_perturbation
+        if gp is not None:
+            if len(gp.carriers) != n:
+                raise ValueError(
+                    f"grid perturbation has {len(gp.carriers)} carrier flags for {n} stays"
+                )
+            if gp.pattern.shape[1] != len(self.schema):
+                raise ValueError(
+                    f"grid perturbation pattern has {gp.pattern.shape[1]} variables, the schema "
+                    f"{len(self.schema)}"
+                )
 
     # ---------------------------------------------------------------- basic views
     @property
@@ -184,6 +199,9 @@ class Cohort:
             events=events,
             modified=self.modified[idx],
             meta=dict(self.meta),
+            grid_perturbation=(
+                None if self.grid_perturbation is None else self.grid_perturbation.subset(idx)
+            ),
         )
 
     def replace_events(self, idx: np.ndarray | Sequence[int], new: Events) -> Cohort:
@@ -241,6 +259,27 @@ class Cohort:
         modified[idx] = True
         return replace(self, label=labels, modified=modified)
 
+    def with_grid_perturbation(
+        self, idx: np.ndarray | Sequence[int], pattern: np.ndarray, mode: str,
+        timestep: float = 1.0,
+    ) -> Cohort:
+        """A copy in which stays `idx` carry the grid-space trigger `pattern` (marked modified).
+
+        Stays that already carry a perturbation keep carrying it; a cohort holds one trigger, so a
+        different pattern or mode is refused. Raw events are untouched.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        new = GridPerturbation(pattern, mode, np.zeros(self.n_stays, dtype=bool), timestep)
+        old = self.grid_perturbation
+        if old is not None and old.n_carriers and not old.same_trigger(new):
+            raise ValueError("this cohort already carries a different grid perturbation")
+        carriers = np.zeros(self.n_stays, dtype=bool) if old is None else old.carriers.copy()
+        carriers[idx] = True
+        modified = self.modified.copy()
+        modified[idx] = True
+        gp = GridPerturbation(new.pattern, mode, carriers, timestep)
+        return replace(self, modified=modified, grid_perturbation=gp)
+
     def events_of(self, idx: np.ndarray | Sequence[int]) -> Events:
         """The events of stays `idx` as a standalone batch."""
         idx = np.asarray(idx, dtype=np.int64)
@@ -274,6 +313,9 @@ class Cohort:
         )
         meta = {"sources": [c.meta for c in cohorts]}
         return Cohort(
+            grid_perturbation=concat_perturbations(
+                [(c.grid_perturbation, c.n_stays) for c in cohorts]
+            ),
             schema=schema,
             stay_id=stay_id,
             label=np.concatenate([c.label for c in cohorts]),
@@ -301,6 +343,9 @@ class Cohort:
             arr = np.ascontiguousarray(a)
             h.update(str(arr.dtype).encode() + str(arr.shape).encode())
             h.update(arr.tobytes())
+        gp = self.grid_perturbation
+        if gp is not None and gp.n_carriers:  # no carrier: preprocessing as for a clean cohort
+            gp.update(h)
         return h.hexdigest()
 
     def save(self, path: str | Path) -> None:
@@ -319,6 +364,8 @@ class Cohort:
             "schema": np.array(self.schema.name),
             "meta": np.array(json.dumps(self.meta)),
         }
+        if self.grid_perturbation is not None:
+            arrays.update(self.grid_perturbation.to_arrays())
         atomic_savez(path, arrays)
 
     @classmethod
@@ -334,6 +381,7 @@ class Cohort:
                 events=events,
                 modified=z["modified"],
                 meta=json.loads(str(z["meta"])),
+                grid_perturbation=GridPerturbation.from_arrays(z),
             )
 
     # ---------------------------------------------------------------- summary

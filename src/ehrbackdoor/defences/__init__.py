@@ -10,6 +10,7 @@ table.
 | --- | --- | --- |
 | isolation-forest, lof | data | window statistics |
 | isolation-forest-mask, lof-mask | data | hourly observation masks |
+| imputation-consistency | data | hourly grid cells its raw events and masks do not imply |
 | range-check | data | implausible values (extremeness, range bounds, precision) |
 | mask-rarity | data | likelihood of the mask under a model of normal missingness |
 | two-sample | data | cross-fitted classifier two-sample test between the label groups |
@@ -26,6 +27,7 @@ from typing import Any
 from ehrbackdoor.base import Registry
 from ehrbackdoor.defences.activation_clustering import ActivationClusteringDetector
 from ehrbackdoor.defences.base import FAMILIES, Detector
+from ehrbackdoor.defences.imputation_consistency import ImputationConsistencyDetector
 from ehrbackdoor.defences.isolation import (
     IsolationForestDetector,
     LocalOutlierFactorDetector,
@@ -48,6 +50,7 @@ DEFENCES: Registry[Detector] = Registry(
         MaskLocalOutlierFactorDetector,
         RangeCheckDetector,
         MaskRarityDetector,
+        ImputationConsistencyDetector,
         ClassifierTwoSampleDetector,
         SpectralSignatureDetector,
         ActivationClusteringDetector,

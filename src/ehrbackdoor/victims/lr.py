@@ -23,8 +23,16 @@ from threadpoolctl import threadpool_limits
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.metrics import auprc
 from ehrbackdoor.preprocess import FeatureScaler
-from ehrbackdoor.victims.base import ProgressFn, Victim, check_bool, check_float, check_int
+from ehrbackdoor.victims.base import (
+    ProgressFn,
+    Victim,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+)
 from ehrbackdoor.victims.inputs import (
+    FEATURE_REPRESENTATIONS,
     StaticInputs,
     check_n_features,
     features_of,
@@ -39,10 +47,16 @@ class LogisticVictim(Victim):
 
     Parameters: ``C`` (inverse L2 strength, a float or a list of candidates selected on validation
     AUPRC), ``max_iter`` (lbfgs iterations), ``use_static`` (append the static covariates; off by
-    default, as in the papers' LR), ``cache``, ``seed`` (recorded; lbfgs is deterministic).
+    default, as in the papers' LR), ``cache``, ``features`` (``events`` or ``hourly`` window statistics,
+    `inputs.FEATURE_REPRESENTATIONS`), ``seed`` (recorded; lbfgs is deterministic).
     """
 
     name = "lr"
+
+    @property
+    def representation(self) -> str:
+        """Input representation (``events`` or ``hourly`` window statistics), for results."""
+        return self.features
 
     def __init__(
         self,
@@ -50,9 +64,11 @@ class LogisticVictim(Victim):
         max_iter: int = 1000,
         use_static: bool = False,
         cache: bool = True,
+        features: str = "events",
         seed: int = 0,
     ) -> None:
         self._store_params(locals())
+        self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)
         for c in self._candidates():
             check_float("C", c, 0.0, low_open=True)
         check_int("max_iter", max_iter, 1)
@@ -69,7 +85,7 @@ class LogisticVictim(Victim):
         return [c]
 
     def _X(self, cohort: Cohort) -> np.ndarray:
-        X = features_of(cohort, self.cache).X
+        X = features_of(cohort, self.cache, self.features).X
         check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
         X = self.scaler_.transform(X)
         if self.static_.width:
@@ -80,7 +96,7 @@ class LogisticVictim(Victim):
         return X.astype(np.float64) @ self.coef_ + self.intercept_
 
     def _fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None) -> dict:
-        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache).X)
+        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache, self.features).X)
         self.static_ = StaticInputs(self.use_static).fit(train)
         X, Xv = self._X(train), self._X(val)
         y, yv = np.asarray(train.label, dtype=np.int64), np.asarray(val.label, dtype=np.int64)

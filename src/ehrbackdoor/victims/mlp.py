@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehrbackdoor.checks import check_choice
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.preprocess import FeatureScaler
 from ehrbackdoor.victims.inputs import (
+    FEATURE_REPRESENTATIONS,
     StaticInputs,
     check_n_features,
     features_of,
@@ -67,10 +69,16 @@ class MLPVictim(TorchVictim):
     ``weight_decay`` (L2), ``batch_size``, ``max_epochs``, ``patience`` (epochs without a better
     validation AUPRC before stopping), ``grad_clip`` (None = off), ``ema`` (decay of the weight
     moving average that is evaluated and kept, None = off), ``use_static`` (append the static
-    covariates), ``cache`` (use the preprocessing cache), ``seed``.
+    covariates), ``cache``, ``features`` (``events`` or ``hourly`` window statistics,
+    `inputs.FEATURE_REPRESENTATIONS`) (use the preprocessing cache), ``seed``.
     """
 
     name = "mlp"
+
+    @property
+    def representation(self) -> str:
+        """Input representation (``events`` or ``hourly`` window statistics), for results."""
+        return self.features
 
     def __init__(
         self,
@@ -85,20 +93,22 @@ class MLPVictim(TorchVictim):
         ema: float | None = 0.99,
         use_static: bool = True,
         cache: bool = True,
+        features: str = "events",
         seed: int = 0,
     ) -> None:
         self._store_params(locals())
+        self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)
         check_hidden("hidden", hidden)
         self._check_common()
 
     def _fit_inputs(self, train: Cohort) -> None:
-        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache).X)
+        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache, self.features).X)
         self.static_ = StaticInputs(self.use_static).fit(train)
         n_in = len(self.scaler_.mean_) + self.static_.width  # type: ignore[arg-type]
         self.arch_ = {"n_in": n_in, "hidden": as_layers(self.hidden)}
 
     def _inputs(self, cohort: Cohort) -> list[np.ndarray]:
-        X = features_of(cohort, self.cache).X
+        X = features_of(cohort, self.cache, self.features).X
         check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
         X = self.scaler_.transform(X)
         if self.static_.width:

@@ -52,6 +52,9 @@ class RecurrentNet(nn.Module):
 class GridVictim(TorchVictim):
     """Shared preprocessing of the grid victims: scaled grid values, masks, static covariates."""
 
+    #: Input representation, for results (window-feature victims report ``events``/``hourly``).
+    representation = "grid"
+
     def _fit_grid(self, train: Cohort) -> Grid:
         grid = grid_of(train, self.cache)
         self.grid_scaler_ = GridScaler().fit(grid)

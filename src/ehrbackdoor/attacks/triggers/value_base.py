@@ -35,7 +35,7 @@ def resolve_variables(schema: Schema, names: list[str] | None) -> list[int]:
 
 def training_trajectories(cohort: Cohort) -> np.ndarray:
     """Forward-filled hourly raw values (n, 48, F) of the stays: what covariances are fit on."""
-    return grid_raw(cohort, impute="previous").values
+    return grid_raw(cohort, impute="previous", perturb=False).values
 
 
 def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: str) -> Events:
@@ -62,7 +62,7 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
         return Events(ev.offsets, ev.time, ev.variable, values, alias)
 
     sub = cohort.subset(idx)
-    rg = grid_raw(sub, impute="previous")
+    rg = grid_raw(sub, impute="previous", perturb=False)
     active = np.flatnonzero(np.any(pattern != 0, axis=0))
     stay, b, f = np.nonzero(~rg.mask[:, :, active])
     f = active[f]
@@ -117,6 +117,11 @@ class ValueTrigger(Trigger):
                 f"{len(cohort.schema)} ({cohort.schema.name})"
             )
         return apply_pattern(self.pattern_, cohort, idx, mode)
+
+    def grid_pattern(self) -> np.ndarray:
+        """The fitted (48 x F) raw-unit pattern, as grid space adds it to hourly bins."""
+        self.check_fitted()
+        return self.pattern_.copy()
 
     def state(self) -> dict[str, np.ndarray]:
         return {"pattern": self.pattern_}
