@@ -19,6 +19,7 @@ def data_info(path: str | Path, seed: int = 0) -> dict:
     return {
         "format": fmt,
         "path": str(path),
+        "window_hours": cohort.window,
         "n_stays": s["n_stays"],
         "n_positive": s["n_positive"],
         "positive_rate": s["positive_rate"],
