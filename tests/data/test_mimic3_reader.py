@@ -444,7 +444,7 @@ def test_round_trip(episodes: list[list[tuple[float, list]]]) -> None:
 @given(st.binary(max_size=300))
 @settings(max_examples=150, deadline=None)
 def test_fuzz_lines_give_cohort_or_located_error(body: bytes) -> None:
-    """Any bytes after a valid header and row give a cohort or a DataFormatError naming file + line."""
+    """Any bytes after a valid header and row: a cohort or a DataFormatError naming file + line."""
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "1_episode1_timeseries.csv"
         f.write_bytes((HEADER + "\n" + row("0", HR="80") + "\n").encode() + body)

@@ -1,4 +1,4 @@
-"""Tests for the YAIB reader: the real MIMIC-III demo cohort and small parquet folders written here."""
+"""Tests for the YAIB reader: the real MIMIC-III demo cohort and small parquet folders."""
 
 from __future__ import annotations
 

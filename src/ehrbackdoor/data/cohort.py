@@ -268,7 +268,7 @@ class Cohort:
                 )
         windows = sorted({c.window for c in cohorts})
         if len(windows) > 1:
-            raise ValueError(f"cannot concatenate cohorts with different windows (hours): {windows}")
+            raise ValueError(f"cannot concatenate cohorts with different windows: {windows} h")
         stay_id = np.concatenate([c.stay_id for c in cohorts])
         if len(np.unique(stay_id)) != len(stay_id):
             raise ValueError("concatenated cohorts share stay ids")

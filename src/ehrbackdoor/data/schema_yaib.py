@@ -78,7 +78,7 @@ _YAIB_STATIC: dict[str, tuple[str, float, float, float, int]] = {
 
 @cache
 def yaib_schema() -> Schema:
-    """YAIB's 48 dynamic ricu concepts (in `dyn.parquet` order) and 4 static ones (`sta.parquet`)."""
+    """YAIB's 48 dynamic ricu concepts (`dyn.parquet` order) and 4 static ones (`sta.parquet`)."""
     variables = tuple(
         Variable(name, Kind.CONTINUOUS, unit, normal, low, high, precision, short=name)
         for name, (unit, normal, low, high, precision, _desc) in _YAIB_DYNAMIC.items()

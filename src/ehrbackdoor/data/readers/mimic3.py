@@ -349,31 +349,10 @@ def read_episode_files(
 # --------------------------------------------------------------------------------------------------
 
 
-def read_mimic3(root: str | Path, split: str | None = None) -> Cohort:
-    """Read a MIMIC-III in-hospital-mortality benchmark directory.
-
-    `split=None` reads all three listfiles (train, val, test, stays in listfile order); "train",
-    "val" or "test" reads only that one. The official membership is kept in
-    ``cohort.meta["split"]`` (lists of stay ids) so experiments use the published split as given.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError("is not a directory", root)
-    if split is None:
-        splits: tuple[str, ...] = SPLITS
-    elif split in SPLITS:
-        splits = (split,)
-    else:
-        raise ValueError(f"split must be None or one of {list(SPLITS)}, got {split!r}")
-    missing = [s for s in splits if not listfile_path(root, s).is_file()]
-    if missing:
-        hint = " (pass split=... to read one split)" if split is None else ""
-        raise DataFormatError(
-            f"is not a complete MIMIC-III benchmark task directory: missing "
-            f"{[listfile_path(root, s).name for s in missing]}{hint}",
-            root,
-        )
-
+def _listed_stays(
+    root: Path, splits: Sequence[str]
+) -> tuple[list[str], list[str], list[int], dict[str, list[str]]]:
+    """Episode paths, stay names, labels and split membership of the listfiles of `splits`."""
     paths: list[str] = []
     stays: list[str] = []
     labels: list[int] = []
@@ -405,6 +384,35 @@ def read_mimic3(root: str | Path, split: str | None = None) -> Cohort:
         stays += names
         labels += ys
 
+    return paths, stays, labels, membership
+
+
+def read_mimic3(root: str | Path, split: str | None = None) -> Cohort:
+    """Read a MIMIC-III in-hospital-mortality benchmark directory.
+
+    `split=None` reads all three listfiles (train, val, test, stays in listfile order); "train",
+    "val" or "test" reads only that one. The official membership is kept in
+    ``cohort.meta["split"]`` (lists of stay ids) so experiments use the published split as given.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError("is not a directory", root)
+    if split is None:
+        splits: tuple[str, ...] = SPLITS
+    elif split in SPLITS:
+        splits = (split,)
+    else:
+        raise ValueError(f"split must be None or one of {list(SPLITS)}, got {split!r}")
+    missing = [s for s in splits if not listfile_path(root, s).is_file()]
+    if missing:
+        hint = " (pass split=... to read one split)" if split is None else ""
+        raise DataFormatError(
+            f"is not a complete MIMIC-III benchmark task directory: missing "
+            f"{[listfile_path(root, s).name for s in missing]}{hint}",
+            root,
+        )
+
+    paths, stays, labels, membership = _listed_stays(root, splits)
     cohort = read_episode_files(paths, labels, stays)
     cohort.meta.update(
         {

@@ -281,6 +281,63 @@ def _by_var(mask: np.ndarray, var: np.ndarray, schema: Schema) -> dict[str, int]
     return {schema.variables[i].name: int(counts[i]) for i in np.flatnonzero(counts)}
 
 
+def _set_files(
+    root: Path, sets: Sequence[str]
+) -> tuple[list[Path], np.ndarray, list[dict[str, int]]]:
+    """The record files of each set (sorted by name), the set of each file and each set's labels."""
+    files: list[Path] = []
+    labels_by_set: list[dict[str, int]] = []
+    set_of_file: list[int] = []
+    for si, s in enumerate(sets):
+        fs = sorted((root / f"set-{s}").glob("*.txt"))
+        if not fs:
+            raise DataFormatError("contains no RecordID.txt files", root / f"set-{s}")
+        files += fs
+        set_of_file += [si] * len(fs)
+        labels_by_set.append(read_outcomes(root / f"Outcomes-{s}.txt"))
+
+    return files, np.asarray(set_of_file, dtype=np.int64), labels_by_set
+
+
+def _series(
+    code: np.ndarray,
+    time: np.ndarray,
+    value: np.ndarray,
+    row_file: np.ndarray,
+    n_files: int,
+    schema: Schema,
+    cleaning: dict,
+) -> Events:
+    """Time-series events under the cleaning policy (non-finite, outside window, out of range)."""
+    series = code >= 0
+    var, t, v, stay = code[series], time[series], value[series], row_file[series]
+    non_finite = ~np.isfinite(v)
+    outside = ~non_finite & (t > WINDOW_HOURS)
+    with np.errstate(invalid="ignore"):
+        outside_range = (v < schema.lows[var]) | (v > schema.highs[var])
+        out_of_range = ~non_finite & ~outside & outside_range
+    cleaning["dropped_non_finite"] = _by_var(non_finite, var, schema)
+    cleaning["dropped_non_finite_total"] = int(non_finite.sum())
+    cleaning["dropped_outside_window"] = int(outside.sum())
+    cleaning["dropped_out_of_range"] = _by_var(out_of_range, var, schema)
+    cleaning["dropped_out_of_range_total"] = int(out_of_range.sum())
+    keep = ~non_finite & ~outside & ~out_of_range
+    events = Events.from_flat(stay[keep], n_files, t[keep], var[keep], v[keep])
+    cleaning["empty_stays"] = int((np.diff(events.offsets) == 0).sum())
+
+    return events
+
+
+def _mark_static_weight(
+    code: np.ndarray, time: np.ndarray, row_file: np.ndarray, schema: Schema
+) -> None:
+    """The first Weight row of a file at 00:00 is the static descriptor, not a measurement."""
+    weight_rows = np.flatnonzero(code == schema.index("Weight"))
+    first_w = weight_rows[np.unique(row_file[weight_rows], return_index=True)[1]]
+    first_w = first_w[time[first_w] == 0.0]
+    code[first_w] = -1 - list(STATIC_PARAMETERS).index("Weight")
+
+
 def read_physionet2012(root: str | Path, sets: Sequence[str] | None = None) -> Cohort:
     """Read a PhysioNet 2012 challenge directory (any of set-a/b/c) into one cohort.
 
@@ -296,17 +353,7 @@ def read_physionet2012(root: str | Path, sets: Sequence[str] | None = None) -> C
         raise DataFormatError(f"set(s) {missing} not found (present: {present})", root)
     schema = physionet2012_schema()
 
-    files: list[Path] = []
-    labels_by_set: list[dict[str, int]] = []
-    set_of_file: list[int] = []
-    for si, s in enumerate(sets):
-        fs = sorted((root / f"set-{s}").glob("*.txt"))
-        if not fs:
-            raise DataFormatError("contains no RecordID.txt files", root / f"set-{s}")
-        files += fs
-        set_of_file += [si] * len(fs)
-        labels_by_set.append(read_outcomes(root / f"Outcomes-{s}.txt"))
-
+    files, set_of_file, labels_by_set = _set_files(root, sets)
     blobs = load_blobs([str(f) for f in files], HEADER, _header_error, quotes=False)
     table = _parse(blobs)
     row_file = blobs.row_file
@@ -321,41 +368,20 @@ def read_physionet2012(root: str | Path, sets: Sequence[str] | None = None) -> C
     time = _parse_times(time_col, blobs)
     value = _parse_values(value_col, blobs)
 
-    # The first Weight row of a file at 00:00 is the static descriptor, not a measurement.
-    static_names = list(STATIC_PARAMETERS)
-    w = schema.index("Weight")
-    weight_rows = np.flatnonzero(code == w)
-    first_w = weight_rows[np.unique(row_file[weight_rows], return_index=True)[1]]
-    first_w = first_w[time[first_w] == 0.0]
-    code[first_w] = -1 - static_names.index("Weight")
-
+    _mark_static_weight(code, time, row_file, schema)
     stay_id = _record_ids(code, value, blobs, files)
     uniq, counts = np.unique(stay_id, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1][0]
         where = [str(files[i]) for i in np.flatnonzero(stay_id == dup)]
         raise DataFormatError(f"duplicate RecordID {dup} in {where}", where[-1])
-    label = _labels(stay_id, np.asarray(set_of_file), sets, root, labels_by_set, files)
+    label = _labels(stay_id, set_of_file, sets, root, labels_by_set, files)
 
     cleaning: dict = {"policy": CLEANING_POLICY, "blank_lines": int(blobs.blank)}
     cleaning["dropped_empty_parameter"] = _per_file(no_param, row_file, files)
     static = _static(code, value, row_file, len(files), schema, cleaning)
 
-    # Time series with the cleaning policy: non-finite, outside the window, out of range.
-    series = code >= 0
-    var, t, v, stay = code[series], time[series], value[series], row_file[series]
-    non_finite = ~np.isfinite(v)
-    outside = ~non_finite & (t > WINDOW_HOURS)
-    with np.errstate(invalid="ignore"):
-        out_of_range = ~non_finite & ~outside & ((v < schema.lows[var]) | (v > schema.highs[var]))
-    cleaning["dropped_non_finite"] = _by_var(non_finite, var, schema)
-    cleaning["dropped_non_finite_total"] = int(non_finite.sum())
-    cleaning["dropped_outside_window"] = int(outside.sum())
-    cleaning["dropped_out_of_range"] = _by_var(out_of_range, var, schema)
-    cleaning["dropped_out_of_range_total"] = int(out_of_range.sum())
-    keep = ~non_finite & ~outside & ~out_of_range
-    events = Events.from_flat(stay[keep], len(files), t[keep], var[keep], v[keep])
-    cleaning["empty_stays"] = int((np.diff(events.offsets) == 0).sum())
+    events = _series(code, time, value, row_file, len(files), schema, cleaning)
 
     meta = {
         "format": "physionet2012",

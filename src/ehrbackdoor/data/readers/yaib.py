@@ -127,8 +127,8 @@ def _hours(col: pa.Array, path: Path) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataFormatError(
-            f"column 'time': {float(hours[row])!r} h in row {row + 1} is not a whole hour (YAIB's rows "
-            "are hourly)",
+            f"column 'time': {float(hours[row])!r} h in row {row + 1} is not a whole hour "
+            "(YAIB's rows are hourly)",
             path,
         )
     return hours
