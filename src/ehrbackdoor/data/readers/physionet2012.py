@@ -142,21 +142,25 @@ def _parse_times(col: pa.ChunkedArray, blobs: Blobs) -> np.ndarray:
 
 def _parse_values(col: pa.ChunkedArray, blobs: Blobs) -> np.ndarray:
     """Value texts to float64; `nan`/`inf` spellings become non-finite numbers (dropped later)."""
-    ok = pc.match_substring_regex(col, NUMBER_PATTERN, ignore_case=True)
-    ok = ok.to_numpy(zero_copy_only=False)
-    if not ok.all():
-        bad = first_line_of(~ok)
-        raise blobs.fail(bad, f"expected a numeric Value, got {col[bad].as_py()!r}")
     try:
         return pc.cast(col, pa.float64()).to_numpy()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # a spelling Arrow refuses
-        texts = col.to_numpy(zero_copy_only=False)
-        for i, t in enumerate(texts):
-            try:
-                pc.cast(pa.array([t]), pa.float64())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise blobs.fail(i, f"expected a numeric Value, got {t!r}") from None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        ok = pc.match_substring_regex(col, NUMBER_PATTERN, ignore_case=True)
+        bad = ~ok.to_numpy(zero_copy_only=False)
+        if not bad.any():  # a spelling the pattern allows but Arrow refuses: find it by value
+            bad = np.array([_refused(t) for t in col.to_pylist()], dtype=bool)
+        if bad.any():
+            k = first_line_of(bad)
+            raise blobs.fail(k, f"expected a numeric Value, got {col[k].as_py()!r}") from None
         raise DataFormatError(f"could not read the values: {exc}", blobs.files[0], 1) from exc
+
+
+def _refused(text: str) -> bool:
+    try:
+        pc.cast(pa.array([text]), pa.float64())
+        return False
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return True
 
 
 def _parameter_codes(col: pa.ChunkedArray, blobs: Blobs, schema: Schema) -> np.ndarray:
