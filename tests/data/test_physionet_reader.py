@@ -85,6 +85,7 @@ def test_static_missing_and_out_of_range(tmp_path):
         ("00:07,HR,8\xe90\n", "not UTF-8", 9),
         ('00:07,HR,"8\n0"\n', "quote", 9),
         ("00:07,HR,1\n\n00:08,Foo,1\n", "unknown parameter 'Foo'", 11),
+        ('00:07,HR,1\n\n00:08,HR,"1"\n', "quote", 11),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path, rows, message, line):

@@ -88,26 +88,32 @@ def _read(path: str) -> bytes:
     return b[3:] if b.startswith(BOM) else b
 
 
-def _check_quotes(body: bytes, path: str, quotes: bool) -> None:
+def _check_quotes(body: bytes, path: str, quotes: bool, line_map: np.ndarray | None) -> None:
     """Quotes: refused where the format never has them, else no quoted field may span lines."""
+
+    def line_of(row: int) -> int:  # body row -> line in the file (header = 1, blanks counted)
+        return int(line_map[row]) if line_map is not None else row + 2
+
     q = body.find(b'"')
     if q < 0:
         return
     if not quotes:
-        line = body[:q].count(b"\n") + 2
+        line = line_of(body[:q].count(b"\n"))
         raise DataFormatError(
             "unexpected quote character '\"' (this format has no quoting)", path, line
         )
     text = body.decode("utf-8", errors="replace")
     reader = csv.reader(io.StringIO(text))
-    start = 2
+    start = 0  # body row where the current record starts
     try:
         for fields in reader:
             if any("\n" in f for f in fields):
-                raise DataFormatError("a quoted value spans lines (quoted newline)", path, start)
-            start = reader.line_num + 2
+                raise DataFormatError(
+                    "a quoted value spans lines (quoted newline)", path, line_of(start)
+                )
+            start = reader.line_num
     except csv.Error as exc:
-        raise DataFormatError(f"malformed CSV: {exc}", path, start) from None
+        raise DataFormatError(f"malformed CSV: {exc}", path, line_of(start)) from None
 
 
 def load_blobs(
@@ -141,7 +147,7 @@ def load_blobs(
             blank += len(lines) - len(kept)
             line_maps[i] = np.asarray(kept, dtype=np.int64) + 2
             body = b"".join(lines[k] + b"\n" for k in kept)
-        _check_quotes(body, f, quotes)
+        _check_quotes(body, f, quotes, line_maps.get(i))
         n_rows[i] = body.count(b"\n")
         parts.append(body)
     offsets = np.zeros(len(files) + 1, dtype=np.int64)

@@ -187,7 +187,7 @@ def _static(root: Path, stays: np.ndarray, schema: Schema, cleaning: dict) -> np
             vals = np.full(len(text), np.nan)
             vals[text == "female"] = 0.0
             vals[text == "male"] = 1.0
-            unknown = np.array([t is not None for t in text]) & np.isnan(vals)
+            unknown = col.is_valid().to_numpy(zero_copy_only=False) & np.isnan(vals)
             if unknown.any():
                 row = int(np.flatnonzero(unknown)[0])
                 raise DataFormatError(
