@@ -20,7 +20,8 @@ from ehrbackdoor.data.perturbation import GridPerturbation, concat_perturbations
 from ehrbackdoor.data.schema import Schema, get_schema
 from ehrbackdoor.io import atomic_savez
 
-#: Observation window of the mortality task, in hours since ICU admission.
+#: Default observation window, in hours since ICU admission (PhysioNet 2012, MIMIC-III, synthetic).
+#: A cohort carries its own window in `Cohort.window` (24 for YAIB's Mortality24).
 WINDOW_HOURS = 48.0
 #: The MIMIC-III benchmark's bin rule: an event at hour t falls in bin int(t / step - 1e-6).
 BIN_EPS = 1e-6
@@ -94,9 +95,10 @@ def _gather(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 @dataclass(frozen=True, eq=False)
 class Cohort:
-    """ICU stays with labels, static covariates and raw events of the first 48 hours.
+    """ICU stays with labels, static covariates and raw events of the observation window.
 
-    `modified` marks stays whose events or label were changed by an attack, so defences and metrics
+    `window` is that window in hours since ICU admission, a property of the cohort's source (its
+    reader sets it: 48 for PhysioNet 2012 and MIMIC-III, 24 for YAIB's Mortality24). `modified` marks stays whose events or label were changed by an attack, so defences and metrics
     can tell poisoned stays from clean ones. `meta` holds JSON-serialisable provenance (source path,
     cleaning counts). `grid_perturbation` (optional) is a grid-space trigger that the victims'
     discretiser adds to the hourly values of the stays carrying it (`data.perturbation`); raw events
@@ -111,9 +113,13 @@ class Cohort:
     modified: np.ndarray = field(default=None)  # type: ignore[assignment]  # (n,) bool
     meta: dict = field(default_factory=dict)
     grid_perturbation: GridPerturbation | None = None
+    window: float = WINDOW_HOURS
 
     def __post_init__(self) -> None:
         n = len(self.stay_id)
+        if not (np.isfinite(self.window) and self.window > 0):
+            raise ValueError(f"window must be a positive number of hours, got {self.window!r}")
+        object.__setattr__(self, "window", float(self.window))
         if self.modified is None:
             object.__setattr__(self, "modified", np.zeros(n, dtype=bool))
         if len(self.label) != n or len(self.modified) != n or self.events.n_stays != n:
@@ -202,6 +208,7 @@ class Cohort:
             grid_perturbation=(
                 None if self.grid_perturbation is None else self.grid_perturbation.subset(idx)
             ),
+            window=self.window,
         )
 
     def replace_events(self, idx: np.ndarray | Sequence[int], new: Events) -> Cohort:
@@ -298,6 +305,9 @@ class Cohort:
                 raise ValueError(
                     f"cannot concatenate schemas {schema.name!r} and {c.schema.name!r}"
                 )
+        windows = sorted({c.window for c in cohorts})
+        if len(windows) > 1:
+            raise ValueError(f"cannot concatenate cohorts with different windows: {windows} h")
         stay_id = np.concatenate([c.stay_id for c in cohorts])
         if len(np.unique(stay_id)) != len(stay_id):
             raise ValueError("concatenated cohorts share stay ids")
@@ -323,6 +333,7 @@ class Cohort:
             events=events,
             modified=np.concatenate([c.modified for c in cohorts]),
             meta=meta,
+            window=windows[0],
         )
 
     # ---------------------------------------------------------------- identity, persistence
@@ -330,6 +341,8 @@ class Cohort:
         """Hash of everything preprocessing depends on (cache key; changes with any value)."""
         h = hashlib.blake2b(digest_size=16)
         h.update(self.schema.name.encode())
+        if self.window != WINDOW_HOURS:  # the default adds nothing: hashes of 48 h cohorts stay
+            h.update(f"window={self.window!r}".encode())
         for a in (
             self.stay_id.astype(str),
             self.label,
@@ -363,6 +376,7 @@ class Cohort:
             "modified": self.modified,
             "schema": np.array(self.schema.name),
             "meta": np.array(json.dumps(self.meta)),
+            "window": np.array(self.window, dtype=np.float64),
         }
         if self.grid_perturbation is not None:
             arrays.update(self.grid_perturbation.to_arrays())
@@ -382,6 +396,7 @@ class Cohort:
                 modified=z["modified"],
                 meta=json.loads(str(z["meta"])),
                 grid_perturbation=GridPerturbation.from_arrays(z),
+                window=float(z["window"]) if "window" in z.files else WINDOW_HOURS,
             )
 
     # ---------------------------------------------------------------- summary
