@@ -401,11 +401,12 @@ class Cohort:
 
     # ---------------------------------------------------------------- summary
     def missing_fraction(self, timestep: float = 1.0) -> np.ndarray:
-        """Per variable, the fraction of hourly grid cells (stays x 48 bins) with no observation."""
-        n_bins = int(WINDOW_HOURS / timestep + 1.0 - BIN_EPS)
+        """Per variable, the fraction of hourly grid cells (stays x T bins of the cohort's window)
+        with no observation."""
+        n_bins = int(self.window / timestep + 1.0 - BIN_EPS)
         e = self.events
         bins = hour_bins(e.time, timestep)
-        ok = (bins >= 0) & (bins < n_bins) & (e.time <= WINDOW_HOURS + BIN_EPS)
+        ok = (bins >= 0) & (bins < n_bins) & (e.time <= self.window + BIN_EPS)
         cell = (e.stay[ok] * n_bins + bins[ok]) * len(self.schema) + e.variable[ok]
         observed = np.unique(cell) % len(self.schema)
         counts = np.bincount(observed, minlength=len(self.schema))
@@ -423,6 +424,7 @@ class Cohort:
             "n_events": int(self.n_events),
             "n_empty_stays": int((self.lengths == 0).sum()),
             "n_modified": int(self.modified.sum()),
+            "window_hours": float(self.window),
             "grid_missing_rate": float(missing.mean()),
             "variables": {
                 v.name: {"n_events": int(n_per_var[i]), "missing_fraction": float(missing[i])}

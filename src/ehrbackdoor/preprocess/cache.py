@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, atomic_savez
+from ehrbackdoor.data.cohort import Cohort, atomic_savez
 from ehrbackdoor.preprocess.features import Features, window_features
 from ehrbackdoor.preprocess.grid import Grid, _check_impute, _check_layout, discretize
 
@@ -138,12 +138,13 @@ def cached(
 def grid_cached(
     cohort: Cohort,
     timestep: float = 1.0,
-    hours: float = WINDOW_HOURS,
+    hours: float | None = None,
     impute: str = "previous",
     layout: str = "ordinal",
     cache_dir: CacheDir = None,
 ) -> Grid:
-    """`discretize` through the cache."""
+    """`discretize` through the cache (`hours` defaults to the cohort's window)."""
+    hours = cohort.window if hours is None else hours
     impute = _check_impute(impute)
     _check_layout(layout)
     options = {"timestep": float(timestep), "hours": float(hours), "impute": impute,
@@ -155,10 +156,11 @@ def grid_cached(
 
 
 def features_cached(
-    cohort: Cohort, hours: float | None = WINDOW_HOURS, cache_dir: CacheDir = None
+    cohort: Cohort, hours: float | None = None, cache_dir: CacheDir = None
 ) -> Features:
-    """`window_features` through the cache."""
-    options = {"hours": None if hours is None else float(hours)}
+    """`window_features` through the cache (`hours` defaults to the cohort's window)."""
+    hours = cohort.window if hours is None else float(hours)
+    options = {"hours": None if not np.isfinite(hours) else hours}
     arrays = cached(
         "features", cohort, options, lambda: window_features(cohort, hours).to_arrays(), cache_dir
     )

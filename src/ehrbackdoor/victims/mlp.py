@@ -95,6 +95,7 @@ class MLPVictim(TorchVictim):
         cache: bool = True,
         features: str = "events",
         seed: int = 0,
+        device: str = "auto",
     ) -> None:
         self._store_params(locals())
         self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)
