@@ -211,6 +211,21 @@ class Cohort:
             window=self.window,
         )
 
+    def first_hours(self, hours: float) -> Cohort:
+        """The cohort restricted to its first `hours` (at most its window): events after
+        ``hours + 1e-6`` are dropped and `window` becomes `hours` (e.g. a 24-hour task from 48-hour
+        data). Labels and statics are kept; a grid-space perturbation is refused (its bins)."""
+        hours = float(hours)
+        if not 0 < hours <= self.window:
+            raise ValueError(f"hours must be in (0, {self.window:g}] (the window), got {hours!r}")
+        if self.grid_perturbation is not None:
+            raise ValueError("cannot shorten the window of a cohort carrying a grid perturbation")
+        e = self.events
+        keep = e.time <= hours + BIN_EPS
+        events = Events.from_flat(e.stay[keep], self.n_stays, e.time[keep], e.variable[keep],
+                                  e.value[keep], e.alias[keep])
+        return replace(self, events=events, window=hours)
+
     def replace_events(self, idx: np.ndarray | Sequence[int], new: Events) -> Cohort:
         """A copy in which stays `idx` carry the events `new` (one stay of `new` per index).
 

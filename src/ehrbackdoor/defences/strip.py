@@ -95,6 +95,7 @@ def superimpose(a: Cohort, ia: np.ndarray, b: Cohort, ib: np.ndarray, alpha: flo
         label=a.label[ia],
         static=a.static[ia],
         events=events,
+        window=a.window,
     )
 
 

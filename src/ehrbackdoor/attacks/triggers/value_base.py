@@ -22,7 +22,6 @@ from ehrbackdoor.data.schema import Kind, Schema
 from ehrbackdoor.preprocess.grid import grid_raw
 
 
-
 def default_variables(schema: Schema) -> list[int]:
     """Variables a value trigger perturbs by default: every non-binary variable."""
     return [i for i, v in enumerate(schema.variables) if v.kind is not Kind.BINARY]
