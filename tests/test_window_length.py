@@ -99,6 +99,18 @@ def test_first_hours_makes_a_shorter_window():
         c24.first_hours(48)
 
 
+def test_grid_scaler_refuses_another_window():
+    from ehrbackdoor.preprocess.scaling import GridScaler
+
+    g24, g48 = discretize(windowed(24.0)), discretize(windowed(48.0))
+    sc = GridScaler().fit(g24)
+    back = GridScaler.from_state(sc.get_state())
+    np.testing.assert_array_equal(back.transform(g24).values, sc.transform(g24).values)
+    for s in (sc, back):
+        with pytest.raises(ValueError, match="24-hour window"):
+            s.transform(g48)
+
+
 def test_hourly_sub_windows_scale_with_the_window(cohort):
     f = hourly_features(cohort)
     counts = f.X.reshape(cohort.n_stays, len(cohort.schema), 7, 6)[0, 0, :, 5]
