@@ -9,7 +9,7 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from ehrbackdoor.experiments.commands import register
+from ehrbackdoor.cli.experiments import register
 from tests.experiments.conftest import tiny_doc, write_config
 
 runner = CliRunner()

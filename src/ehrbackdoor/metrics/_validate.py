@@ -13,7 +13,6 @@ AuprcMethod = Literal["average_precision", "trapezoid"]
 ThresholdRule = Literal["max_f1", "youden"]
 
 
-
 class UndefinedMetricError(ValueError):
     """Raised when a metric is mathematically undefined for the data (e.g. one class).
 
@@ -118,5 +117,3 @@ def _check_alpha(alpha: float) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     return float(alpha)
-
-

@@ -28,5 +28,3 @@ def ece(y_true: ArrayLike, p: ArrayLike, n_bins: int = 10) -> float:
     sum_y = np.bincount(bins, weights=y.astype(np.float64), minlength=n_bins)
     # |mean p - mean y| * n_b / n == |sum_p - sum_y| / n, valid for empty bins too.
     return float(np.abs(sum_p - sum_y).sum() / y.shape[0])
-
-

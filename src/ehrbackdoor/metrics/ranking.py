@@ -54,5 +54,3 @@ def min_se_ppv(y_true: ArrayLike, p: ArrayLike) -> float:
     _require_both_classes(y, "min(Se, P+)")
     precision, recall, _ = precision_recall_curve(y, s)
     return float(np.max(np.minimum(precision, recall)))
-
-

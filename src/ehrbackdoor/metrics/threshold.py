@@ -80,5 +80,3 @@ def choose_threshold(y_val: ArrayLike, p_val: ArrayLike, rule: ThresholdRule = "
 
 
 # ------------------------------------------------------------------ fast batch metrics
-
-

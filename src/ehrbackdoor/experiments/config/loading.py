@@ -102,7 +102,6 @@ def expand_env(value: Any, where: str = "") -> Any:
     return _ENV.sub(sub, value)
 
 
-
 _KEYS = {
     "": ExperimentConfig,
     "data": DataSpec,
@@ -112,10 +111,7 @@ _KEYS = {
 }
 
 
-
-def parse_config(
-    doc: Any, source: str = "", max_cells: int | None = MAX_CELLS
-) -> ExperimentConfig:
+def parse_config(doc: Any, source: str = "", max_cells: int | None = MAX_CELLS) -> ExperimentConfig:
     """Validate a parsed YAML document (env variables already expanded); a config expanding to
     more than `max_cells` cells is refused (None: no limit)."""
     if not isinstance(doc, dict):

@@ -107,7 +107,9 @@ class VictimSpec(_Model):
     def _known(self):
         names = victim_names()
         if self.name not in names:
-            raise KeyValidationError("name", f"unknown victim {self.name!r}; allowed: {listed(names)}")
+            raise KeyValidationError(
+                "name", f"unknown victim {self.name!r}; allowed: {listed(names)}"
+            )
         allowed = victim_param_names(self.name)
         bad = sorted(set(self.params) - set(allowed))
         if bad:
@@ -195,8 +197,8 @@ class AttackSpec(_Model):
     def n_settings(self) -> int:
         """Number of points of this attack's grid (what `settings()` would return)."""
         axes = [as_grid(getattr(self, a)) for a in ("target", "rate", "apply", "selection")]
-        return len(self.triggers) * math.prod(len(a) for a in axes) * grid_size(
-            self.trigger_params()
+        return (
+            len(self.triggers) * math.prod(len(a) for a in axes) * grid_size(self.trigger_params())
         )
 
     @model_validator(mode="after")
@@ -347,9 +349,7 @@ class ExperimentConfig(_Model):
 
         if v is None or v == []:
             return []
-        if not isinstance(v, str | list | tuple) or not all(
-            isinstance(x, str) for x in as_grid(v)
-        ):
+        if not isinstance(v, str | list | tuple) or not all(isinstance(x, str) for x in as_grid(v)):
             raise ValueError(f"give defence names, a family or 'all', got {v!r}")
         try:
             return parse_defences(v)
@@ -425,5 +425,3 @@ class ExperimentConfig(_Model):
 
     def digest(self) -> str:
         return stable_hash(self.canonical())
-
-
