@@ -71,10 +71,13 @@ def attack_config(
 ):
     """Build and check an attack request before any data is read: the threat model, the apply
     mode of this trigger, the trigger's parameters and every victim name."""
+    from ehrbackdoor.checks import check_float
     from ehrbackdoor.experiments.config.registry import apply_modes
     from ehrbackdoor.pipeline import AttackConfig
     from ehrbackdoor.victims import make_victim
 
+    if trigger_opts.get("value") is not None:
+        check_float("--value", trigger_opts["value"])
     params = trigger_params_from_options(attack, **trigger_opts)
     config = AttackConfig(attack, target, rate, apply, selection, seed, params)
     modes = apply_modes(attack)
@@ -236,6 +239,9 @@ def audit(
         n_candidates=n_candidates,
         epochs=epochs,
     )
+    from ehrbackdoor.checks import check_float
+
+    check_float("--k-factor", k_factor, 0.0, low_open=True)
     chosen = parse_defences(defences)
     check_out_dir(out)
     with step_status() as on_step:

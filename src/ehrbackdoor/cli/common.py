@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -19,9 +21,18 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
 
 
+_NUMPY_REPR = re.compile(r"\bnp\.(?:float|int|uint|bool_|str_)\w*\(([^()]*)\)")
+
+
+def plain_message(msg: str) -> str:
+    """`np.float64(nan)` -> `nan`: numpy scalar reprs (NumPy >= 2) mean nothing to a user."""
+    return _NUMPY_REPR.sub(r"\1", msg)
+
+
 def print_error(msg: str) -> None:
     """One red 'error:' prefix; the message itself is printed literally (no markup)."""
-    err.print(Text.assemble(("error: ", "bold red"), msg), soft_wrap=True, highlight=False)
+    text = Text.assemble(("error: ", "bold red"), plain_message(msg))
+    err.print(text, soft_wrap=True, highlight=False)
 
 
 def os_error_message(e: OSError) -> str:
@@ -50,30 +61,26 @@ def friendly_errors(fn: F) -> F:
 
 
 def check_out_dir(out: Path, option: str = "--out") -> None:
-    """Fail before any work when `out` cannot become a writable directory.
+    """Fail before any work when `out` cannot be a writable directory.
 
-    Checks the path itself if it exists, else its nearest existing parent; creates nothing.
+    Creates the directory (as the command would) and writes and removes a probe file in it, so a
+    read-only or missing mount fails now rather than after the computation.
     """
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"{option} {out}: exists and is not a directory")
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise ValueError(f"{option} {out}: directory is not writable")
-        return
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{option} {out}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {out}: cannot create it, {parent} is not writable")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{option} {out}: cannot write there ({e.strerror or e})") from None
 
 
 def check_out_file(out: Path, option: str = "--out") -> None:
     """Fail before any work when `out` cannot be written as a file."""
     if out.is_dir():
         raise ValueError(f"{option} {out}: is a directory, expected a file name")
-    check_out_dir(out.parent if str(out.parent) else Path("."), option)
+    check_out_dir(out.parent, option)
     if out.exists() and not os.access(out, os.W_OK):
         raise ValueError(f"{option} {out}: file is not writable")
 
