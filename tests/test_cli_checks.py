@@ -28,7 +28,7 @@ def _fail(args: list[str]) -> str:
         (["--rate", "1.5"], "rate must be in (0, 1)"),
         (["--rate", "nan"], "rate must be in (0, 1)"),
         (["--target", "2"], "target must be 0 or 1"),
-        (["--attack", "nope"], "unknown trigger 'nope'"),
+        (["--attack", "nope"], "unknown attack 'nope'"),
         (["--seed", "-1"], "--seed"),
         (["--split-seed", "-1"], "--split-seed"),
         (["--attack", "fixed", "--value", "nan"], "--value must be a finite number"),

@@ -47,7 +47,7 @@ def trigger_params_from_options(attack: str, **opts) -> dict:
 
     names = trigger_names()
     if attack not in names:
-        raise ValueError(f"--attack: unknown trigger {attack!r}; allowed: {', '.join(names)}")
+        raise ValueError(f"--attack: unknown attack {attack!r}; allowed: {', '.join(names)}")
     if attack in VALUE_ATTACKS:
         return {"strength": opts["strength"]}
     if attack == "fixed":

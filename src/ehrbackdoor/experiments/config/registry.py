@@ -1,7 +1,9 @@
 """What the config may name: triggers, apply modes, victims, defences and their parameters.
 
 The one place the experiment layer asks the attack, victim and defence registries about names;
-everything else in `config` goes through these functions.
+everything else in `config` goes through these functions. The trigger questions (family, apply
+modes, parameters) map one to one onto a per-trigger description from the attacks layer, which
+is what these should read once it offers one.
 """
 
 from __future__ import annotations
