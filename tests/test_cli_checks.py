@@ -83,3 +83,22 @@ def test_train_rejects_an_unknown_model_first(tmp_path):
 
 def test_messages_carry_no_numpy_reprs():
     assert plain_message("got np.float64(nan), np.int64(3)") == "got nan, 3"
+
+
+def test_python_m_entry_point():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    r = subprocess.run(
+        [sys.executable, "-m", "ehrbackdoor.cli", "--help"],
+        env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    for command in ("data", "train", "attack", "audit", "run", "results", "report", "demo"):
+        assert command in r.stdout
