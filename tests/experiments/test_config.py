@@ -200,7 +200,7 @@ def test_quickstart_preset_matches_configs_file(tmp_path):
     [
         ({"seeds": [-1]}, ["seeds", ">= 0", "-1"]),
         ({"seeds": [0, True]}, ["seeds[1]", "integer"]),
-        ({"attacks": [{"trigger": "temporal", "target": True}]}, ["attacks[0].target"]),
+        ({"attacks": [{"trigger": "temporal", "target": True}]}, ["attacks[0].target: True", "allowed: 0"]),
         ({"name": "../../x"}, ["name", "'../../x'", "path"]),
         ({"name": "a/b"}, ["name", "'a/b'"]),
         ({"name": ".."}, ["name"]),

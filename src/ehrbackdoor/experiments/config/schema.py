@@ -165,6 +165,17 @@ class AttackSpec(_Model):
             raise ValueError("needs at least one trigger")
         return v
 
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_not_bool(cls, v):
+        # YAML `true` is not the label 1: refuse it with the allowed values, in one line.
+        for t in as_grid(v):
+            if isinstance(t, bool):
+                raise ValueError(
+                    f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)"
+                )
+        return v
+
     @field_validator("target")
     @classmethod
     def _target(cls, v):
