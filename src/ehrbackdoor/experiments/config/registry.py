@@ -1,9 +1,8 @@
 """What the config may name: triggers, apply modes, victims, defences and their parameters.
 
 The one place the experiment layer asks the attack, victim and defence registries about names;
-everything else in `config` goes through these functions. The trigger questions (family, apply
-modes, parameters) map one to one onto a per-trigger description from the attacks layer, which
-is what these should read once it offers one.
+everything else in `config` goes through these functions. Trigger questions (family, apply
+modes, parameters) are answered by `ehrbackdoor.attacks.trigger_info`.
 """
 
 from __future__ import annotations
@@ -17,38 +16,28 @@ def trigger_names() -> list[str]:
     return sorted(TRIGGERS)
 
 
-def _trigger_class(trigger: str) -> type:
-    from ehrbackdoor.attacks import TRIGGERS
-
-    return TRIGGERS[trigger]
-
-
 def trigger_param_names(trigger: str) -> list[str]:
     """Constructor parameters of a trigger family (what an attack's grid may set)."""
-    return init_params(_trigger_class(trigger))
+    from ehrbackdoor.attacks import trigger_info
+
+    return [p for p in trigger_info(trigger).params if p != "seed"]
 
 
 def is_missing_trigger(trigger: str) -> bool:
     """Triggers that change which values are observed rather than the values themselves."""
-    from ehrbackdoor.attacks import TRIGGERS
-    from ehrbackdoor.attacks.triggers.missing import MissingTrigger
+    from ehrbackdoor.attacks import TRIGGERS, trigger_info
 
-    cls = TRIGGERS.get(trigger)
-    return cls is not None and issubclass(cls, MissingTrigger)
+    return trigger in TRIGGERS and trigger_info(trigger).family == "missing"
 
 
 def apply_modes(trigger: str | None = None) -> tuple[str, ...]:
-    """Apply modes a trigger accepts (its own `apply_modes` if it declares them)."""
-    from ehrbackdoor.attacks import TRIGGERS
+    """Apply modes a trigger accepts (value triggers' modes when no trigger is named)."""
+    from ehrbackdoor.attacks import TRIGGERS, trigger_info
     from ehrbackdoor.attacks.triggers.base import APPLY_MODES
 
-    cls = TRIGGERS.get(trigger) if trigger else None
-    modes = getattr(cls, "apply_modes", None)
-    if modes is None and cls is not None and is_missing_trigger(trigger):
-        from ehrbackdoor.attacks.triggers.missing import MISSING_APPLY_MODES, MODE_ALIASES
-
-        modes = (*MISSING_APPLY_MODES, *MODE_ALIASES)
-    return tuple(modes or APPLY_MODES)
+    if trigger and trigger in TRIGGERS:
+        return tuple(trigger_info(trigger).apply_modes)
+    return tuple(APPLY_MODES)
 
 
 def selection_names() -> tuple[str, ...]:
