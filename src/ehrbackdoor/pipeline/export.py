@@ -1,4 +1,7 @@
-"""`data export`: preprocessed arrays of every stay, for use outside ehrbackdoor."""
+"""Preprocessed arrays of every stay, for use outside ehrbackdoor (`ehrbackdoor data export`).
+
+A use case over the data and preprocess layers, so it lives here rather than in `data`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import numpy as np
 
 from ehrbackdoor.data.load import load_cohort
 from ehrbackdoor.io import atomic_savez
+from ehrbackdoor.preprocess import discretize, window_features
 
 REPRESENTATIONS = ("grid", "features")
 
@@ -25,8 +29,6 @@ def export_arrays(
     `features` gives the raw window features (NaN where a window is empty; imputation and scaling
     belong to the victim). Returns the number of stays and the shape of X.
     """
-    from ehrbackdoor.preprocess import discretize, window_features
-
     if representation not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
     cohort = load_cohort(path)
