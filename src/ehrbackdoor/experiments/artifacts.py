@@ -3,11 +3,14 @@
 A step's output is a folder `artifacts/<kind>/<key>/`, finished when its `info.json` exists. It is
 built in a temporary sibling folder and renamed into place (`publish`), so a reader never sees a
 half-written output and a killed step leaves only a temporary folder (removed by the next run).
+`files.json` records the size and SHA-256 of every file, so damage found later (`verify`) is
+rebuilt rather than read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +24,7 @@ import numpy as np
 
 ARTIFACTS = "artifacts"
 INFO = "info.json"
+MANIFEST = "files.json"
 
 _CLEAN_CACHE: OrderedDict[str, Any] = OrderedDict()
 _CLEAN_CACHE_SIZE = 2
@@ -58,6 +62,7 @@ def publish(run_dir: str | Path, kind: str, key: str, info: dict) -> Iterator[Pa
     tmp.mkdir()
     try:
         yield tmp
+        (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp), sort_keys=True))
         write_info(tmp, info)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -70,6 +75,44 @@ def publish(run_dir: str | Path, kind: str, key: str, info: dict) -> Iterator[Pa
             return
         shutil.rmtree(final, ignore_errors=True)  # a stale, unfinished folder
         os.rename(tmp, final)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest(d: Path) -> dict[str, list]:
+    return {
+        p.relative_to(d).as_posix(): [p.stat().st_size, _digest(p)]
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and p.name not in (MANIFEST, INFO)
+    }
+
+
+def verify(run_dir: str | Path, kind: str, key: str) -> bool:
+    """True if a finished output's files are those it was published with (outputs published
+    without a manifest cannot be checked and count as intact)."""
+    d = artifact_dir(run_dir, kind, key)
+    try:
+        json.loads((d / INFO).read_text())
+        expected = json.loads((d / MANIFEST).read_text())
+    except FileNotFoundError:
+        return (d / INFO).is_file()
+    except (OSError, ValueError):
+        return False
+    try:
+        return _manifest(d) == expected
+    except OSError:
+        return False
+
+
+def discard(run_dir: str | Path, kind: str, key: str) -> None:
+    """Remove a (damaged) output so that its step runs again."""
+    shutil.rmtree(artifact_dir(run_dir, kind, key), ignore_errors=True)
 
 
 def remove_stale_temporaries(run_dir: str | Path) -> None:

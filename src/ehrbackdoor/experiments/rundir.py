@@ -8,6 +8,7 @@ another config unless forced, and records the plan's cells as pending rows.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,11 +18,12 @@ import yaml
 from ehrbackdoor.experiments.artifacts import remove_stale_temporaries
 from ehrbackdoor.experiments.config import ExperimentConfig
 from ehrbackdoor.experiments.plan import Plan, expand
-from ehrbackdoor.experiments.store import SCHEMA_VERSION, Store
+from ehrbackdoor.experiments.store import SCHEMA_VERSION, Store, StoreDamagedError
 from ehrbackdoor.io import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = ".lock"
+log = logging.getLogger("ehrbackdoor.experiments")
 
 __all__ = [
     "CONFIG_FILE",
@@ -94,10 +96,18 @@ def check_config(store: Store, config: ExperimentConfig, force: bool) -> bool:
 def open_run(
     run_dir: Path, config: ExperimentConfig, config_text: str | None, force: bool
 ) -> tuple[Store, Plan]:
-    """Open (or create) the store, check the config, and record the plan as pending rows."""
+    """Open (or create) the store, check the config, and record the plan as pending rows.
+
+    A damaged store is set aside (``results.sqlite.damaged-<time>``) and a new one created; the
+    runner then restores finished cells from their results in `artifacts/cell/`."""
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = expand(config)
-    store = Store.open_run(run_dir)
+    try:
+        store = Store.open_run(run_dir)
+    except StoreDamagedError as e:
+        moved = Store.set_aside(e.path)
+        log.warning("%s; set aside as %s, rebuilding it from artifacts/cell", e, moved.name)
+        store = Store.open_run(run_dir)
     try:
         changed = check_config(store, config, force)
         canonical = yaml.safe_dump(config.canonical(), sort_keys=False)

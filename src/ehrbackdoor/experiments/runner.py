@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ehrbackdoor.experiments import tasks
-from ehrbackdoor.experiments.artifacts import is_done, load_visual, remove_stale_temporaries
+from ehrbackdoor.experiments.artifacts import (
+    discard,
+    is_done,
+    load_visual,
+    read_info,
+    remove_stale_temporaries,
+    verify,
+)
 from ehrbackdoor.experiments.config import ExperimentConfig
 from ehrbackdoor.experiments.executors import make_executor
 from ehrbackdoor.experiments.plan import Cell, Job, Plan
@@ -106,26 +113,32 @@ def run_experiment(
     run_dir.mkdir(parents=True, exist_ok=True)
     with sigterm_as_interrupt(), RunLock(run_dir):
         remove_stale_temporaries(run_dir)
-        store, plan = open_run(run_dir, config, config_text, force)
         handler = setup_log(run_dir)
         try:
-            return _Run(store, plan, run_dir, retry_failed).execute(
-                executor, jobs, address, progress, console, t_start
-            )
+            store, plan = open_run(run_dir, config, config_text, force)
+            try:
+                return _Run(store, plan, run_dir, retry_failed).execute(
+                    executor, jobs, address, progress, console, t_start
+                )
+            finally:
+                store.close()
         finally:
             log.removeHandler(handler)
             handler.close()
-            store.close()
 
 
 class _Run:
     def __init__(self, store: Store, plan: Plan, run_dir: Path, retry_failed: bool) -> None:
         self.store, self.plan, self.run_dir = store, plan, run_dir
+        self.retry_failed = retry_failed
         status = store.statuses()
         self.todo: list[Cell] = []
         self.summary = RunSummary(run_dir, len(plan.cells))
+        self.recovered = 0
         for c in plan.cells:
             s = status.get(c.key, "pending")
+            if s == "pending" and self._recover(c):
+                s = "ok"
             if s == "ok":
                 self.summary.already_done += 1
             elif s == "failed" and not retry_failed:
@@ -138,9 +151,40 @@ class _Run:
     def job(self, step) -> Job:
         return Job(str(self.run_dir), step)
 
+    def _recover(self, c: Cell) -> bool:
+        """Record a cell whose result exists in `artifacts/cell/` (a rebuilt store, or a driver
+        that died before recording it) without running it again."""
+        if not self._have("cell", c.key):
+            return False
+        try:
+            info = read_info(self.run_dir, "cell", c.key)
+            metrics, timings = info["metrics"], info["timings"]
+        except (OSError, ValueError, KeyError):
+            discard(self.run_dir, "cell", c.key)
+            return False
+        self.store.finish_cell(c.key, "ok", metrics, timings)
+        self._store_visual("data", c.data_key, {"label": self.plan.data[c.data_key].label})
+        if is_done(self.run_dir, "poison", c.poison_key):
+            self._store_visual("poison", c.poison_key, self._poison_extra(c.poison_key))
+        self.recovered += 1
+        return True
+
+    def _have(self, kind: str, key: str) -> bool:
+        """A step's output exists; with --retry-failed it is also checked against its manifest
+        and a damaged one is discarded (so the step runs again)."""
+        if not is_done(self.run_dir, kind, key):
+            return False
+        if self.retry_failed and not verify(self.run_dir, kind, key):
+            log.warning("%s %s: output damaged, rebuilding it", kind, key)
+            discard(self.run_dir, kind, key)
+            return False
+        return True
+
     # ------------------------------------------------------------------ driver loop
     def execute(self, executor, jobs, address, progress, console, t_start) -> RunSummary:
         s = self.summary
+        if self.recovered:
+            log.info("%d finished cells restored from artifacts/cell", self.recovered)
         log.info(
             "run %s: %d cells, %d finished, %d failed earlier (not retried), %d to run",
             self.run_dir,
@@ -202,7 +246,7 @@ class _Run:
         """Clean cohorts of every data source the remaining cells use, once each (driver)."""
         for key in dict.fromkeys(c.data_key for c in self.todo):
             step = self.plan.data[key]
-            if not is_done(self.run_dir, "data", key):
+            if not self._have("data", key):
                 log.info("data %s: preparing %s", key, step.label)
                 c0 = time.process_time()
                 out = tasks.data_task(self.job(step))  # errors here are the user's data: raise
@@ -229,7 +273,7 @@ class _Run:
             """Add the node of a step unless its result exists; True if it must run."""
             if key in g:
                 return True
-            if is_done(self.run_dir, kind, key):
+            if self._have(kind, key):
                 if kind == "poison":
                     self._store_visual("poison", key, self._poison_extra(key))
                 return False

@@ -260,6 +260,9 @@ def cell_task(job: Job) -> dict:
     }
     if c.defence is not None:
         timings["defence_seconds"] = round(res.defence_seconds, 3)
+    # the cell's result beside the artifacts: the store can be rebuilt from these
+    with publish(run_dir, "cell", c.key, {"metrics": metrics, "timings": timings}):
+        pass
     return {"metrics": metrics, "timings": timings, "seconds": v.train_seconds}
 
 
