@@ -49,4 +49,8 @@ def test_every_step_is_a_typed_picklable_job(tmp_path):
     assert callable(run_job)
     cell = plan.cells[0]
     ac = cell.attack_config
-    assert (ac.attack, ac.rate, ac.seed) == (cell.setting["trigger"], cell.setting["rate"], cell.seed)
+    assert (ac.attack, ac.rate, ac.seed) == (
+        cell.setting["trigger"],
+        cell.setting["rate"],
+        cell.seed,
+    )

@@ -218,9 +218,7 @@ class DefenceSpec:
     def detectors(self, seed: int) -> dict[str, Any]:
         from ehrbackdoor.defences import make_defence
 
-        return {
-            n: make_defence(n, **{"seed": seed, **self.params.get(n, {})}) for n in self.names
-        }
+        return {n: make_defence(n, **{"seed": seed, **self.params.get(n, {})}) for n in self.names}
 
 
 def jsonable(obj: Any) -> Any:
