@@ -52,6 +52,8 @@ def poison(train: Cohort, trigger: Trigger, threat: ThreatModel) -> Poisoned:
 
     The trigger must already be fit (on clean training stays).
     """
+    threat.check_trigger(trigger)
+    trigger.check_fitted()
     idx = choose_poisoned(train, threat)
     events = trigger.apply(train, idx, threat.apply)
     cohort = train.replace_events(idx, events).with_labels(idx, threat.target)
@@ -61,6 +63,8 @@ def poison(train: Cohort, trigger: Trigger, threat: ThreatModel) -> Poisoned:
 def attack_test(test: Cohort, trigger: Trigger, threat: ThreatModel) -> tuple[Cohort, np.ndarray]:
     """How an attacker uses the backdoor: the trigger on every test stay whose true label differs
     from the target, labels unchanged. Returns the attacked cohort and the triggered positions."""
+    threat.check_trigger(trigger)
+    trigger.check_fitted()
     idx = np.flatnonzero(test.label != threat.target)
     if len(idx) == 0:
         raise ValueError(f"no test stay has a label other than the target {threat.target}")

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
-
-from ehrbackdoor.attacks.triggers.base import APPLY_MODES
+from typing import Any
 
 SELECTIONS = ("non-target", "any")
 TARGET_MEANING = {
     1: "false alarm (survivors made to look like dying)",
     0: "missed detection (dying patients made to look safe)",
 }
+
+
+def all_apply_modes() -> tuple[str, ...]:
+    """Every apply mode some registered trigger accepts (in registry order)."""
+    from ehrbackdoor.attacks.triggers import TRIGGERS
+
+    modes: list[str] = []
+    for cls in TRIGGERS.values():
+        modes += [m for m in cls.apply_modes if m not in modes]
+    return tuple(modes)
 
 
 @dataclass(frozen=True)
@@ -23,7 +33,9 @@ class ThreatModel:
     - `selection`: `non-target` (default) picks seeded random stays whose true label differs from
       the target; `any` picks from all stays, as the first paper's public code does.
     - `apply`: `observed` changes recorded values only (a realistic attacker); `all` also writes
-      the imputed cells (an attacker who knows the victim's imputation).
+      the imputed cells (an attacker who knows the victim's imputation); missingness triggers
+      take `delete` (= `observed`) or `exact`. Which modes a trigger accepts is its
+      `apply_modes` (`trigger_info`); `check_trigger` checks the pair before any work.
     - `seed`: drives the choice of poisoned stays.
     """
 
@@ -40,9 +52,21 @@ class ThreatModel:
             raise ValueError(f"rate must be in (0, 1), got {self.rate!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        allowed = (*APPLY_MODES, "delete", "exact")
+        allowed = all_apply_modes()
         if self.apply not in allowed:
             raise ValueError(f"apply must be one of {allowed}, got {self.apply!r}")
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def check_trigger(self, trigger: Any) -> None:
+        """Fail now if `trigger` (a name, class or instance) rejects this threat's apply mode.
+
+        A threat model alone accepts any trigger's mode; this check ties it to one trigger and
+        costs nothing, so call it before fitting (`poison` and `attack_test` call it too).
+        """
+        from ehrbackdoor.attacks.triggers import check_apply_mode
+
+        check_apply_mode(trigger, self.apply)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ehrbackdoor.base import Registry
 from ehrbackdoor.defences.activation_clustering import ActivationClusteringDetector
 from ehrbackdoor.defences.base import FAMILIES, Detector
 from ehrbackdoor.defences.isolation import (
@@ -38,9 +39,9 @@ from ehrbackdoor.defences.spectral import SpectralSignatureDetector
 from ehrbackdoor.defences.strip import StripDetector
 from ehrbackdoor.defences.two_sample import ClassifierTwoSampleDetector
 
-DEFENCES: dict[str, type[Detector]] = {
-    d.name: d
-    for d in (
+DEFENCES: Registry[Detector] = Registry(
+    "defence",
+    (
         IsolationForestDetector,
         MaskIsolationForestDetector,
         LocalOutlierFactorDetector,
@@ -53,17 +54,14 @@ DEFENCES: dict[str, type[Detector]] = {
         StripDetector,
         PerfectFilter,
         RandomFilter,
-    )
-}
+    ),
+)
 
 
 def make_defence(name: str, **params: Any) -> Detector:
-    """A detector by registry name with its parameters (unknown names list the valid ones)."""
-    try:
-        cls = DEFENCES[name]
-    except KeyError:
-        raise ValueError(f"unknown defence {name!r}; expected one of {sorted(DEFENCES)}") from None
-    return cls(**params)
+    """A new detector by registry name; unknown names or parameters raise ValueError listing the
+    valid ones."""
+    return DEFENCES.make(name, **params)
 
 
 def parse_defences(spec: str | Iterable[str]) -> list[str]:

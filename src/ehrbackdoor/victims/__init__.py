@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ehrbackdoor.base import Registry
 from ehrbackdoor.victims.base import NotFittedError, Victim, load_victim
 from ehrbackdoor.victims.gbdt import GBDTVictim
 from ehrbackdoor.victims.grud import GRUDVictim
@@ -33,31 +34,18 @@ from ehrbackdoor.victims.lr import LogisticVictim
 from ehrbackdoor.victims.mlp import MLPVictim
 from ehrbackdoor.victims.recurrent import GRUVictim, LSTMVictim
 
-VICTIMS: dict[str, type[Victim]] = {
-    "lr": LogisticVictim,
-    "mlp": MLPVictim,
-    "lstm": LSTMVictim,
-    "gru": GRUVictim,
-    "grud": GRUDVictim,
-    "gbdt": GBDTVictim,
-}
+VICTIMS: Registry[Victim] = Registry(
+    "victim",
+    (LogisticVictim, MLPVictim, LSTMVictim, GRUVictim, GRUDVictim, GBDTVictim),
+)
 
 
 def make_victim(name: str, seed: int = 0, **params: Any) -> Victim:
-    """A new (unfitted) victim `name` with the given seed and hyperparameters (defaults: tuned)."""
-    try:
-        cls = VICTIMS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown victim {name!r}; valid names: {', '.join(VICTIMS)}"
-        ) from None
-    names = cls._param_names()
-    unknown = sorted(set(params) - set(names))
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {unknown} for victim {name!r}; valid: {sorted(names)}"
-        )
-    return cls(seed=seed, **params)
+    """A new (unfitted) victim `name` with the given seed and hyperparameters (defaults: tuned).
+
+    Unknown names or parameters raise ValueError listing the valid ones.
+    """
+    return VICTIMS.make(name, seed=seed, **params)
 
 
 __all__ = [

@@ -172,17 +172,7 @@ class GBDTVictim(Victim):
         cache: bool = True,
         seed: int = 0,
     ) -> None:
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_samples_leaf = min_samples_leaf
-        self.l2_regularization = l2_regularization
-        self.max_features = max_features
-        self.max_bins = max_bins
-        self.class_weight = class_weight
-        self.patience = patience
-        self.cache = cache
-        self.seed = seed
+        self._store_params(locals())
         check_float("learning_rate", learning_rate, 0.0, low_open=True)
         check_int("max_iter", max_iter, 1)
         check_int("max_leaf_nodes", max_leaf_nodes, 2)

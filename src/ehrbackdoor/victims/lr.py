@@ -52,11 +52,7 @@ class LogisticVictim(Victim):
         cache: bool = True,
         seed: int = 0,
     ) -> None:
-        self.C = C
-        self.max_iter = max_iter
-        self.use_static = use_static
-        self.cache = cache
-        self.seed = seed
+        self._store_params(locals())
         for c in self._candidates():
             check_float("C", c, 0.0, low_open=True)
         check_int("max_iter", max_iter, 1)

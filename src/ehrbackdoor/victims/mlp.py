@@ -87,18 +87,7 @@ class MLPVictim(TorchVictim):
         cache: bool = True,
         seed: int = 0,
     ) -> None:
-        self.hidden = hidden
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.use_static = use_static
-        self.cache = cache
-        self.seed = seed
+        self._store_params(locals())
         check_hidden("hidden", hidden)
         self._check_common()
 
