@@ -267,34 +267,36 @@ class _Run:
     def _graph(self) -> Graph:
         """The remaining cells and every shared step they need whose output does not exist."""
         g = Graph()
-        deps = {"poison": ("trigger", "trigger_key"), "scores": ("poison", "poison_key")}
-
-        def need(kind: str, key: str) -> bool:
-            """Add the node of a step unless its result exists; True if it must run."""
-            if key in g:
-                return True
-            if self._have(kind, key):
-                if kind == "poison":
-                    self._store_visual("poison", key, self._poison_extra(key))
-                return False
-            step = self.plan.step(kind, key)
-            g.add(self.job(step))
-            if kind in deps:
-                dkind, attr = deps[kind]
-                dkey = getattr(step, attr)
-                if need(dkind, dkey):
-                    g.link(dkey, key)
-            return True
-
         for c in self.todo:
             g.add(self.job(c))
             steps = [("poison", c.poison_key), ("baseline", c.baseline_key)]
             if c.scores_key:
                 steps.append(("scores", c.scores_key))
             for kind, key in steps:
-                if need(kind, key):
+                if self._need(g, kind, key):
                     g.link(key, c.key)
         return g
+
+    #: The shared step each kind of step waits for, and the attribute naming it.
+    _DEPENDS = {"poison": ("trigger", "trigger_key"), "scores": ("poison", "poison_key")}
+
+    def _need(self, g: Graph, kind: str, key: str) -> bool:
+        """Add the node of a step (and of what it needs) unless its output exists; True if it
+        must run."""
+        if key in g:
+            return True
+        if self._have(kind, key):
+            if kind == "poison":
+                self._store_visual("poison", key, self._poison_extra(key))
+            return False
+        step = self.plan.step(kind, key)
+        g.add(self.job(step))
+        if kind in self._DEPENDS:
+            dkind, attr = self._DEPENDS[kind]
+            dkey = getattr(step, attr)
+            if self._need(g, dkind, dkey):
+                g.link(dkey, key)
+        return True
 
     # ------------------------------------------------------------------ results
     def _step_done(self, kind: str, key: str, out: dict) -> None:

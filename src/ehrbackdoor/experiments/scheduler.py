@@ -37,6 +37,8 @@ class Graph:
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
+        self._ready: list[tuple[int, int, str]] = []
+        self._remaining = 0
 
     def __contains__(self, key: str) -> bool:
         return key in self.nodes
@@ -54,54 +56,55 @@ class Graph:
         """Run every node with `ex.submit(fn, job)`; `on_step` / `on_cell` receive each finished
         node and its summary (a summary with "error" for a failure, also for the cells that
         could not run because a step they need failed)."""
-        nodes = self.nodes
-        ready: list[tuple[int, int, str]] = []
-        for n in nodes.values():
+        self._on_step, self._on_cell = on_step, on_cell
+        for n in self.nodes.values():
             if not n.deps:
-                heapq.heappush(ready, (RANK[n.kind], n.order, n.key))
+                self._push(n)
+        self._remaining = sum(n.kind == "cell" for n in self.nodes.values())
         in_flight: dict[Future, str] = {}
-        remaining = sum(n.kind == "cell" for n in nodes.values())
-
-        def fail(key: str, error: str) -> None:
-            nonlocal remaining
-            n = nodes.pop(key, None)
-            if n is None:
-                return
-            if n.kind == "cell":
-                remaining -= 1
-                on_cell(n, {"error": error, "traceback": ""})
-                return
-            for user in n.users:
-                fail(user, error)
-
-        while remaining:
-            while len(in_flight) < ex.capacity and ready:
-                _, _, key = heapq.heappop(ready)
-                if key in nodes:
-                    in_flight[ex.submit(fn, nodes[key].job)] = key
+        while self._remaining:
+            while len(in_flight) < ex.capacity and self._ready:
+                key = heapq.heappop(self._ready)[2]
+                if key in self.nodes:
+                    in_flight[ex.submit(fn, self.nodes[key].job)] = key
             if not in_flight:  # pragma: no cover - would be a bug in the graph
                 raise RuntimeError("scheduler stalled with cells waiting; please report a bug")
             done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             for fut in done:
-                n = nodes[in_flight.pop(fut)]
-                out = result(fut)
-                if n.kind == "cell":
-                    nodes.pop(n.key)
-                    remaining -= 1
-                    on_cell(n, out)
-                    continue
-                on_step(n, out)
-                if "error" in out:
-                    fail(n.key, f"{n.kind} step failed: {out['error']}")
-                    continue
-                nodes.pop(n.key)
-                for user in n.users:
-                    u = nodes.get(user)
-                    if u is None:
-                        continue
-                    u.deps.discard(n.key)
-                    if not u.deps:
-                        heapq.heappush(ready, (RANK[u.kind], u.order, u.key))
+                self._finished(self.nodes[in_flight.pop(fut)], result(fut))
+
+    def _push(self, n: Node) -> None:
+        heapq.heappush(self._ready, (RANK[n.kind], n.order, n.key))
+
+    def _finished(self, n: Node, out: dict) -> None:
+        if n.kind == "cell":
+            del self.nodes[n.key]
+            self._remaining -= 1
+            self._on_cell(n, out)
+            return
+        self._on_step(n, out)
+        if "error" in out:
+            self._fail(n.key, f"{n.kind} step failed: {out['error']}")
+            return
+        del self.nodes[n.key]
+        for user in n.users:
+            u = self.nodes.get(user)
+            if u is not None:
+                u.deps.discard(n.key)
+                if not u.deps:
+                    self._push(u)
+
+    def _fail(self, key: str, error: str) -> None:
+        """A node cannot run: fail the cells waiting on it, however indirectly."""
+        n = self.nodes.pop(key, None)
+        if n is None:
+            return
+        if n.kind == "cell":
+            self._remaining -= 1
+            self._on_cell(n, {"error": error, "traceback": ""})
+            return
+        for user in n.users:
+            self._fail(user, error)
 
 
 def result(fut: Future) -> dict:
