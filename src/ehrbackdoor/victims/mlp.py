@@ -22,11 +22,18 @@ from ehrbackdoor.victims.inputs import (
     scaler_state_from_json,
     scaler_state_to_json,
 )
-from ehrbackdoor.victims.torch_base import TorchVictim
+from ehrbackdoor.victims.torch_base import (
+    TorchVictim,
+    check_class_weight,
+    check_head_classes,
+    two_class_logit,
+)
 
 
 class MLPNet(nn.Module):
-    def __init__(self, n_in: int, hidden: Sequence[int], dropout: float) -> None:
+    def __init__(
+        self, n_in: int, hidden: Sequence[int], dropout: float, head_classes: int = 1
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = n_in
@@ -34,13 +41,13 @@ class MLPNet(nn.Module):
             layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
             width = h
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, 1)
+        self.head = nn.Linear(width, head_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x)).squeeze(-1)
+        return two_class_logit(self.head(self.body(x)))
 
 
 def check_hidden(name: str, hidden: object, max_layers: int = 2) -> None:
@@ -67,7 +74,9 @@ class MLPVictim(TorchVictim):
     ``weight_decay`` (L2), ``batch_size``, ``max_epochs``, ``patience`` (epochs without a better
     validation AUPRC before stopping), ``grad_clip`` (None = off), ``ema`` (decay of the weight
     moving average that is evaluated and kept, None = off), ``use_static`` (append the static
-    covariates), ``cache`` (use the preprocessing cache), ``seed``.
+    covariates), ``cache`` (use the preprocessing cache), ``seed``; ``head_classes`` (1: one
+    logit; 2: a 2-class softmax head as in the paper) and ``class_weight`` (None: ``pos_weight``
+    loss; [w0, w1]: class-weighted mean loss as in the paper).
     """
 
     name = "mlp"
@@ -86,7 +95,13 @@ class MLPVictim(TorchVictim):
         use_static: bool = True,
         cache: bool = True,
         seed: int = 0,
+        head_classes: int = 1,
+        class_weight: Sequence[float] | None = None,
     ) -> None:
+        self.head_classes = head_classes
+        self.class_weight = class_weight
+        check_head_classes(head_classes)
+        check_class_weight(class_weight)
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -117,7 +132,7 @@ class MLPVictim(TorchVictim):
         return [X]
 
     def _build(self) -> nn.Module:
-        return MLPNet(self.arch_["n_in"], self.arch_["hidden"], self.dropout)
+        return MLPNet(self.arch_["n_in"], self.arch_["hidden"], self.dropout, self.head_classes)
 
     def _inputs_state(self) -> dict:
         return {
