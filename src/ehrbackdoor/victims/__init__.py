@@ -31,6 +31,8 @@ from ehrbackdoor.victims.gbdt import GBDTVictim
 from ehrbackdoor.victims.grud import GRUDVictim
 from ehrbackdoor.victims.lr import LogisticVictim
 from ehrbackdoor.victims.mlp import MLPVictim
+from ehrbackdoor.victims.presets import PRESET_NAMES, preset_params
+from ehrbackdoor.victims.protocol import PROTOCOLS, Selection
 from ehrbackdoor.victims.recurrent import GRUVictim, LSTMVictim
 
 VICTIMS: dict[str, type[Victim]] = {
@@ -43,8 +45,13 @@ VICTIMS: dict[str, type[Victim]] = {
 }
 
 
-def make_victim(name: str, seed: int = 0, **params: Any) -> Victim:
-    """A new (unfitted) victim `name` with the given seed and hyperparameters (defaults: tuned)."""
+def make_victim(name: str, seed: int = 0, preset: str = "tuned", **params: Any) -> Victim:
+    """A new (unfitted) victim `name` with the given seed and hyperparameters.
+
+    `preset` names the starting hyperparameters (`ehrbackdoor.victims.presets`: "tuned" = the
+    constructor defaults, "paper" = Joe et al. 2021); `params` override them.
+    """
+    params = {**preset_params(preset, name), **params}
     try:
         cls = VICTIMS[name]
     except (KeyError, TypeError):
@@ -61,6 +68,8 @@ def make_victim(name: str, seed: int = 0, **params: Any) -> Victim:
 
 
 __all__ = [
+    "PRESET_NAMES",
+    "PROTOCOLS",
     "VICTIMS",
     "GBDTVictim",
     "GRUDVictim",
@@ -69,7 +78,9 @@ __all__ = [
     "LogisticVictim",
     "MLPVictim",
     "NotFittedError",
+    "Selection",
     "Victim",
     "load_victim",
     "make_victim",
+    "preset_params",
 ]
