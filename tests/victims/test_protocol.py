@@ -220,3 +220,16 @@ def test_selection_validation(cohorts):
     stays = paper(trig, 1).triggered_stays()
     assert (stays.label == 0).all() and stays.n_stays == int((val.label == 0).sum())
     assert attack_success_rate(np.zeros(3), [0.6, 0.4, 0.5], 0.5, 1) == pytest.approx(2 / 3)
+
+
+def test_protocols_train_the_same_trajectory(cohorts):
+    """Under the paper preset (no early stopping) both protocols run the same epochs bit for bit;
+    only which epoch is kept and the threshold differ."""
+    train, val, trigger, threat = cohorts
+    selection = paper_selection(val, trigger, threat)
+    honest = make_victim("mlp", preset="paper", max_epochs=4).fit(train, val)
+    paper_ = make_victim("mlp", preset="paper", max_epochs=4).fit(train, val, selection=selection)
+    assert honest.fit_info_["history"] == paper_.fit_info_["history"]
+    assert honest.fit_info_["epochs_run"] == paper_.fit_info_["epochs_run"] == 4
+    if honest.fit_info_["best_epoch"] == paper_.fit_info_["best_epoch"]:
+        np.testing.assert_array_equal(honest.predict_proba(val), paper_.predict_proba(val))
