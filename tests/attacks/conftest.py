@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ehrbackdoor.attacks.constraints import set_values
 from ehrbackdoor.data.cohort import Cohort, Events
+from ehrbackdoor.data.plausibility import set_values
 from ehrbackdoor.data.schema import Schema, mimic3_schema, physionet2012_schema
 
 

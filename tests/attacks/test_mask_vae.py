@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ehrbackdoor.attacks.mask_vae import MaskVAE, bernoulli_nll, cell_frequency
+from ehrbackdoor.base import NotFittedError
 
 F = 6
 
@@ -89,7 +90,7 @@ def test_bad_input():
         MaskVAE().fit(np.zeros((10, 24, 3), dtype=bool))
     with pytest.raises(ValueError, match="latent_dim"):
         MaskVAE(latent_dim=0)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         MaskVAE().elbo(np.zeros((2, 48, 3), dtype=bool))
     vae = MaskVAE(latent_dim=2, hidden=4, epochs=1).fit(planted_masks(10, 0))
     with pytest.raises(ValueError, match="variables"):

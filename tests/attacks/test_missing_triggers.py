@@ -6,13 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ehrbackdoor.attacks import ThreatModel, attack_test, load_trigger, make_trigger, poison
-from ehrbackdoor.attacks.constraints import is_plausible, set_values
-from ehrbackdoor.attacks.triggers.missing import (
-    apply_missing_pattern,
-    observation_masks,
-    resolve_mode,
-)
+from ehrbackdoor.attacks.masks import observation_masks
+from ehrbackdoor.attacks.triggers.missing_base import apply_missing_pattern, resolve_mode
 from ehrbackdoor.data.cohort import Cohort, Events
+from ehrbackdoor.data.plausibility import is_plausible, set_values
 from ehrbackdoor.data.schema import Schema, mimic3_schema, physionet2012_schema
 
 from .conftest import random_cohort

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ehrbackdoor.attacks import make_trigger
+from ehrbackdoor.attacks.masks import observation_masks
 from ehrbackdoor.attacks.stealth import mask_rarity_scores, missingness_stealth
-from ehrbackdoor.attacks.triggers.missing import observation_masks
 from ehrbackdoor.data.schema import physionet2012_schema
 
 from .conftest import random_cohort

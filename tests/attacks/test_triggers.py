@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ehrbackdoor.attacks import load_trigger, make_trigger
-from ehrbackdoor.attacks.constraints import is_plausible
+from ehrbackdoor.base import NotFittedError
 from ehrbackdoor.data.cohort import hour_bins
+from ehrbackdoor.data.plausibility import is_plausible
 from ehrbackdoor.data.schema import physionet2012_schema
 from ehrbackdoor.preprocess.grid import grid_raw
 
@@ -120,9 +121,9 @@ def test_property_plausible_for_any_seed_and_strength(seed, strength):
 def test_bad_parameters():
     with pytest.raises(ValueError, match="strength"):
         make_trigger("temporal", strength=-1)
-    with pytest.raises(ValueError, match="unknown attack"):
+    with pytest.raises(ValueError, match="unknown trigger"):
         make_trigger("nope")
     with pytest.raises(ValueError, match="hours"):
         make_trigger("fixed", hours=0)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         make_trigger("temporal").apply(None, np.arange(1))

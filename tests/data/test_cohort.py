@@ -134,3 +134,38 @@ def test_large_cohort_is_fast_enough():
     r = c.replace_events(np.arange(100), half.events_of(np.arange(100)))
     assert r.n_events == c.n_events
     assert 0 <= c.missing_fraction().mean() <= 1
+
+
+def test_window_default_kept_and_persisted(tmp_path):
+    """The window is a property of the cohort: default 48 h, kept by subset, save/load, concat."""
+    from dataclasses import replace
+
+    from ehrbackdoor.data.cohort import WINDOW_HOURS
+
+    c = make_cohort([2, 0, 3])
+    assert c.window == WINDOW_HOURS == 48.0
+    short = replace(c, window=24)
+    assert short.window == 24.0 and short.subset([2, 0]).window == 24.0
+    assert short.replace_events([0], c.events_of([1])).window == 24.0
+    assert short.with_labels([1], 1).window == 24.0
+    short.save(tmp_path / "s.npz")
+    assert Cohort.load(tmp_path / "s.npz").window == 24.0
+    # the default adds nothing to the hash (48 h caches stay valid); another window changes it
+    assert short.content_hash() != c.content_hash()
+    assert replace(c, window=48).content_hash() == c.content_hash()
+    a, b = short.subset([0]), short.subset([1])
+    assert Cohort.concat([a, b]).window == 24.0
+    with pytest.raises(ValueError, match="different windows"):
+        Cohort.concat([a, c.subset([1])])
+    with pytest.raises(ValueError, match="window"):
+        replace(c, window=0)
+
+
+def test_load_without_window_defaults_to_48(tmp_path):
+    """Cohort files written before the window was stored read as 48 h cohorts."""
+    c = make_cohort([1, 2])
+    c.save(tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "window"}
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert Cohort.load(tmp_path / "old.npz").window == 48.0

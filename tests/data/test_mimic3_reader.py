@@ -198,6 +198,24 @@ def test_cleaning_policy_counts(tmp_path: Path) -> None:
     assert c.lengths.tolist() == [5, 0]
 
 
+def test_non_finite_values_dropped_and_counted(tmp_path: Path) -> None:
+    f = write_episode(
+        tmp_path / "1.csv",
+        [row("0", HR="80", Glucose="nan"), row("1", Temp="inf", HR="-nan"), row("2", SBP="NaN")],
+    )
+    c = read_episode_files([f], [0])
+    assert c.events.value.tolist() == [80.0]
+    cl = c.meta["cleaning"]
+    assert cl["dropped_non_finite"] == {
+        "Glucose": 1,
+        "Heart Rate": 1,
+        "Systolic blood pressure": 1,
+        "Temperature": 1,
+    }
+    assert cl["dropped_non_finite_total"] == 4
+    assert cl["empty_rows"] == 2
+
+
 def test_crlf_and_blank_lines(tmp_path: Path) -> None:
     f = tmp_path / "1_episode1_timeseries.csv"
     f.write_bytes(
@@ -239,8 +257,9 @@ BAD_EPISODES = {
         "Glascow coma scale eye opening",
     ),
     "non-numeric": (HEADER, [row("0", HR="80"), row("1", SBP="12O")], 3, "Systolic"),
-    "non-finite": (HEADER, [row("0", HR="80"), row("1", Glucose="nan")], 3, "Glucose"),
-    "infinite": (HEADER, [row("0", Temp="inf")], 2, "Temperature"),
+    "underscore number": (HEADER, [row("0", HR="80"), row("1", HR="8_0")], 3, "'8_0'"),
+    "huge hours": (HEADER, [row("0", HR="80"), row("1e400", HR="80")], 3, "finite"),
+    "quoted newline": (HEADER, [row("0", HR="80"), row("1", HR='"8\n0"')], 3, "quoted newline"),
     "field count": (HEADER, [row("0", HR="80"), row("1", HR="80") + ",5"], 3, "18"),
     "decreasing hours": (HEADER, [row("2", HR="80"), row("1", HR="80")], 3, "non-decreasing"),
     "empty hours": (HEADER, [row("0", HR="80"), row("", HR="81")], 3, "Hours"),
@@ -420,3 +439,42 @@ def test_round_trip(episodes: list[list[tuple[float, list]]]) -> None:
         )
         assert got == exp
         assert all(math.isfinite(t) for t, *_ in got)
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=150, deadline=None)
+def test_fuzz_lines_give_cohort_or_located_error(body: bytes) -> None:
+    """Any bytes after a valid header and row: a cohort or a DataFormatError naming file + line."""
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "1_episode1_timeseries.csv"
+        f.write_bytes((HEADER + "\n" + row("0", HR="80") + "\n").encode() + body)
+        try:
+            c = read_episode_files([f], [0])
+        except DataFormatError as e:
+            assert e.path == str(f), str(e)
+            assert isinstance(e.line, int) and e.line >= 1, str(e)
+        else:
+            assert c.n_stays == 1
+
+
+cell_st = st.sampled_from(
+    ["", "80", "nan", "inf", "8_0", " 80", '"8\n0"', "x", "1e400", "4 Spontaneously"]
+)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["0", "1.5", "", "nan", "-1", "50"]), cell_st, cell_st),
+        max_size=6,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_fuzz_near_valid_rows(rows: list[tuple[str, str, str]]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "1_episode1_timeseries.csv"
+        lines = [row(h, HR=a, GCS_eye=b) for h, a, b in rows]
+        f.write_bytes(("\n".join([HEADER, *lines]) + "\n").encode())
+        try:
+            read_episode_files([f], [0])
+        except DataFormatError as e:
+            assert e.path == str(f) and isinstance(e.line, int), str(e)

@@ -39,6 +39,7 @@ def test_paper_mlp_is_features_400_2(data):
     v = make_victim("mlp", preset="paper", max_epochs=1).fit(train, val)
     n_in = v.arch_["n_in"]
     assert n_in == len(v.scaler_.mean_)  # window statistics only, no static covariates
+    assert v.features == "hourly"
     linears = [m for m in v.model_.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(n_in, 400), (400, 2)]
     assert _n_params(v.model_) == n_in * 400 + 400 + 400 * 2 + 2

@@ -14,7 +14,8 @@ frequency does not). Small on purpose: 40 epochs on ~5,000 PhysioNet masks (48 x
 
 Training is deterministic on CPU: parameters are initialised from ``torch.manual_seed(seed)`` inside
 a forked RNG (the caller's RNG is untouched), minibatches are shuffled and reparameterisation noise
-drawn from seeded generators, and ``torch.use_deterministic_algorithms`` is on. It runs on one
+drawn from seeded generators, and ``torch.use_deterministic_algorithms`` is on (the library's one
+`ehrbackdoor.victims.training.torch_session`). It runs on one
 thread by default (`n_threads`): convolutions this small gain little from a second thread and, on
 a shared two-core machine, lose several-fold to thread contention. Early stopping watches the
 negative ELBO of held-out masks; the best weights are kept.
@@ -26,12 +27,9 @@ and ``json`` only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,33 +37,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehrbackdoor.base import Component
+from ehrbackdoor.checks import check_int
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_json
+from ehrbackdoor.victims.training import torch_session
 
 N_STEPS = 48
 WEIGHTS_FILE = "mask_vae.safetensors"
 CONFIG_FILE = "mask_vae.json"
 FORMAT_VERSION = 1
 _LOG2 = math.log(2.0)
-
-
-@contextlib.contextmanager
-def _torch_session(seed: int | None = None, threads: int = 1) -> Iterator[None]:
-    """Deterministic CPU settings with `threads` threads; restores the caller's settings on exit."""
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(max(1, min(int(threads), os.cpu_count() or 1)))
-    torch.use_deterministic_algorithms(True)
-    try:
-        if seed is None:
-            yield
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                yield
-    finally:
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-        torch.set_num_threads(old_threads)
 
 
 def _check_masks(masks: np.ndarray, n_vars: int | None = None) -> np.ndarray:
@@ -139,13 +120,16 @@ def _elbo_terms(net: _Net, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Te
     return rec.flatten(1).sum(dim=1), kl
 
 
-class MaskVAE:
+class MaskVAE(Component):
     """VAE of (48, F) observation masks with a Bernoulli decoder.
 
     Parameters are stored by the constructor; `fit` learns the weights (attributes ending in ``_``).
     ``heldout_`` reports reconstruction and ELBO on the held-out masks next to the per-cell
     frequency baseline, which is what shows the model learned more than marginal rates.
     """
+
+    kind = "model"
+    name = "mask-vae"
 
     def __init__(
         self,
@@ -177,21 +161,7 @@ class MaskVAE:
         self.val_fraction = float(val_fraction)
         self.kl_warmup = max(0, int(kl_warmup))
         self.n_threads = max(1, int(n_threads))
-        self.seed = int(seed)
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "latent_dim": self.latent_dim,
-            "hidden": self.hidden,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "patience": self.patience,
-            "val_fraction": self.val_fraction,
-            "kl_warmup": self.kl_warmup,
-            "n_threads": self.n_threads,
-            "seed": self.seed,
-        }
+        self.seed = check_int("seed", seed, 0)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, masks: np.ndarray, val_masks: np.ndarray | None = None) -> MaskVAE:
@@ -209,7 +179,7 @@ class MaskVAE:
         self.n_vars_ = int(x.shape[2])
         self.cell_freq_ = cell_frequency(x)
         t0 = time.perf_counter()
-        with _torch_session(self.seed, self.n_threads):
+        with torch_session(self.seed, threads=self.n_threads):
             net = _Net(self.n_vars_, self.latent_dim, self.hidden)
             with torch.no_grad():
                 net.cell_bias.copy_(
@@ -265,7 +235,7 @@ class MaskVAE:
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
-            raise RuntimeError("MaskVAE is not fitted: call fit(masks) or MaskVAE.load(dir) first")
+            raise self._not_fitted("call fit(masks) or MaskVAE.load(dir) first")
 
     # ------------------------------------------------------------------ inference
     def _run(self, fn: Any, *arrays: np.ndarray, batch: int = 2048) -> list[np.ndarray]:
@@ -273,7 +243,7 @@ class MaskVAE:
         self._check_fitted()
         n = len(arrays[0])
         outs: list[list[np.ndarray]] = []
-        with _torch_session(None, self.n_threads), torch.no_grad():
+        with torch_session(None, threads=self.n_threads), torch.no_grad():
             for start in range(0, n, batch):
                 res = fn(*(torch.from_numpy(a[start : start + batch]) for a in arrays))
                 res = res if isinstance(res, tuple) else (res,)
@@ -287,12 +257,14 @@ class MaskVAE:
 
     def encode(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log-variance (n, latent) of each mask."""
+        self._check_fitted()
         x = _check_masks(masks, self.n_vars_ if self.is_fitted else None)
         mu, logvar = self._run(self.net_.encode, x)
         return mu, logvar
 
     def decode_logits(self, z: np.ndarray) -> np.ndarray:
         """Bernoulli logits (n, 48, F) of latent codes `z` (n, latent)."""
+        self._check_fitted()
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.latent_dim)
         return self._run(self.net_.decode, z)[0]
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ehrbackdoor.attacks.mask_vae import MaskVAE, bernoulli_nll, cell_frequency
-from ehrbackdoor.attacks.triggers.missing import hamming_to_masks, observation_masks
+from ehrbackdoor.attacks.masks import hamming_to_masks, observation_masks
 from ehrbackdoor.data.cohort import Cohort
 
 #: Reference-score quantile above which the rarity detector flags a stay.

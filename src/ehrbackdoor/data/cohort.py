@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ehrbackdoor.data.perturbation import GridPerturbation, concat_perturbations
 from ehrbackdoor.data.schema import Schema, get_schema
 from ehrbackdoor.io import atomic_savez
 
-#: Observation window of the mortality task, in hours since ICU admission.
+#: Default observation window, in hours since ICU admission (PhysioNet 2012, MIMIC-III, synthetic).
+#: A cohort carries its own window in `Cohort.window` (24 for YAIB's Mortality24).
 WINDOW_HOURS = 48.0
 #: The MIMIC-III benchmark's bin rule: an event at hour t falls in bin int(t / step - 1e-6).
 BIN_EPS = 1e-6
@@ -93,11 +95,14 @@ def _gather(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 @dataclass(frozen=True, eq=False)
 class Cohort:
-    """ICU stays with labels, static covariates and raw events of the first 48 hours.
+    """ICU stays with labels, static covariates and raw events of the observation window.
 
-    `modified` marks stays whose events or label were changed by an attack, so defences and metrics
+    `window` is that window in hours since ICU admission, a property of the cohort's source (its
+    reader sets it: 48 for PhysioNet 2012 and MIMIC-III, 24 for YAIB's Mortality24). `modified` marks stays whose events or label were changed by an attack, so defences and metrics
     can tell poisoned stays from clean ones. `meta` holds JSON-serialisable provenance (source path,
-    cleaning counts).
+    cleaning counts). `grid_perturbation` (optional) is a grid-space trigger that the victims'
+    discretiser adds to the hourly values of the stays carrying it (`data.perturbation`); raw events
+    stay as recorded.
     """
 
     schema: Schema
@@ -107,9 +112,14 @@ class Cohort:
     events: Events
     modified: np.ndarray = field(default=None)  # type: ignore[assignment]  # (n,) bool
     meta: dict = field(default_factory=dict)
+    grid_perturbation: GridPerturbation | None = None
+    window: float = WINDOW_HOURS
 
     def __post_init__(self) -> None:
         n = len(self.stay_id)
+        if not (np.isfinite(self.window) and self.window > 0):
+            raise ValueError(f"window must be a positive number of hours, got {self.window!r}")
+        object.__setattr__(self, "window", float(self.window))
         if self.modified is None:
             object.__setattr__(self, "modified", np.zeros(n, dtype=bool))
         if len(self.label) != n or len(self.modified) != n or self.events.n_stays != n:
@@ -121,6 +131,17 @@ class Cohort:
             raise ValueError(
                 f"static has shape {self.static.shape}, expected ({n}, {len(self.schema.static)})"
             )
+        gp = self.grid_perturbation
+        if gp is not None:
+            if len(gp.carriers) != n:
+                raise ValueError(
+                    f"grid perturbation has {len(gp.carriers)} carrier flags for {n} stays"
+                )
+            if gp.pattern.shape[1] != len(self.schema):
+                raise ValueError(
+                    f"grid perturbation pattern has {gp.pattern.shape[1]} variables, the schema "
+                    f"{len(self.schema)}"
+                )
 
     # ---------------------------------------------------------------- basic views
     @property
@@ -184,6 +205,10 @@ class Cohort:
             events=events,
             modified=self.modified[idx],
             meta=dict(self.meta),
+            grid_perturbation=(
+                None if self.grid_perturbation is None else self.grid_perturbation.subset(idx)
+            ),
+            window=self.window,
         )
 
     def replace_events(self, idx: np.ndarray | Sequence[int], new: Events) -> Cohort:
@@ -241,6 +266,27 @@ class Cohort:
         modified[idx] = True
         return replace(self, label=labels, modified=modified)
 
+    def with_grid_perturbation(
+        self, idx: np.ndarray | Sequence[int], pattern: np.ndarray, mode: str,
+        timestep: float = 1.0,
+    ) -> Cohort:
+        """A copy in which stays `idx` carry the grid-space trigger `pattern` (marked modified).
+
+        Stays that already carry a perturbation keep carrying it; a cohort holds one trigger, so a
+        different pattern or mode is refused. Raw events are untouched.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        new = GridPerturbation(pattern, mode, np.zeros(self.n_stays, dtype=bool), timestep)
+        old = self.grid_perturbation
+        if old is not None and old.n_carriers and not old.same_trigger(new):
+            raise ValueError("this cohort already carries a different grid perturbation")
+        carriers = np.zeros(self.n_stays, dtype=bool) if old is None else old.carriers.copy()
+        carriers[idx] = True
+        modified = self.modified.copy()
+        modified[idx] = True
+        gp = GridPerturbation(new.pattern, mode, carriers, timestep)
+        return replace(self, modified=modified, grid_perturbation=gp)
+
     def events_of(self, idx: np.ndarray | Sequence[int]) -> Events:
         """The events of stays `idx` as a standalone batch."""
         idx = np.asarray(idx, dtype=np.int64)
@@ -259,6 +305,9 @@ class Cohort:
                 raise ValueError(
                     f"cannot concatenate schemas {schema.name!r} and {c.schema.name!r}"
                 )
+        windows = sorted({c.window for c in cohorts})
+        if len(windows) > 1:
+            raise ValueError(f"cannot concatenate cohorts with different windows: {windows} h")
         stay_id = np.concatenate([c.stay_id for c in cohorts])
         if len(np.unique(stay_id)) != len(stay_id):
             raise ValueError("concatenated cohorts share stay ids")
@@ -274,6 +323,9 @@ class Cohort:
         )
         meta = {"sources": [c.meta for c in cohorts]}
         return Cohort(
+            grid_perturbation=concat_perturbations(
+                [(c.grid_perturbation, c.n_stays) for c in cohorts]
+            ),
             schema=schema,
             stay_id=stay_id,
             label=np.concatenate([c.label for c in cohorts]),
@@ -281,6 +333,7 @@ class Cohort:
             events=events,
             modified=np.concatenate([c.modified for c in cohorts]),
             meta=meta,
+            window=windows[0],
         )
 
     # ---------------------------------------------------------------- identity, persistence
@@ -288,6 +341,8 @@ class Cohort:
         """Hash of everything preprocessing depends on (cache key; changes with any value)."""
         h = hashlib.blake2b(digest_size=16)
         h.update(self.schema.name.encode())
+        if self.window != WINDOW_HOURS:  # the default adds nothing: hashes of 48 h cohorts stay
+            h.update(f"window={self.window!r}".encode())
         for a in (
             self.stay_id.astype(str),
             self.label,
@@ -301,6 +356,9 @@ class Cohort:
             arr = np.ascontiguousarray(a)
             h.update(str(arr.dtype).encode() + str(arr.shape).encode())
             h.update(arr.tobytes())
+        gp = self.grid_perturbation
+        if gp is not None and gp.n_carriers:  # no carrier: preprocessing as for a clean cohort
+            gp.update(h)
         return h.hexdigest()
 
     def save(self, path: str | Path) -> None:
@@ -318,7 +376,10 @@ class Cohort:
             "modified": self.modified,
             "schema": np.array(self.schema.name),
             "meta": np.array(json.dumps(self.meta)),
+            "window": np.array(self.window, dtype=np.float64),
         }
+        if self.grid_perturbation is not None:
+            arrays.update(self.grid_perturbation.to_arrays())
         atomic_savez(path, arrays)
 
     @classmethod
@@ -334,6 +395,8 @@ class Cohort:
                 events=events,
                 modified=z["modified"],
                 meta=json.loads(str(z["meta"])),
+                grid_perturbation=GridPerturbation.from_arrays(z),
+                window=float(z["window"]) if "window" in z.files else WINDOW_HOURS,
             )
 
     # ---------------------------------------------------------------- summary

@@ -19,6 +19,7 @@ def data_info(path: str | Path, seed: int = 0) -> dict:
     return {
         "format": fmt,
         "path": str(path),
+        "window_hours": cohort.window,
         "n_stays": s["n_stays"],
         "n_positive": s["n_positive"],
         "positive_rate": s["positive_rate"],
@@ -27,8 +28,19 @@ def data_info(path: str | Path, seed: int = 0) -> dict:
         "grid_missing_rate": s["grid_missing_rate"],
         "variables": s["variables"],
         "splits": {"method": split.method, "seed": split.seed, **split.sizes()},
-        "cleaning": cohort.meta.get("cleaning", {}),
+        "cleaning": cleaning_of(cohort.meta),
     }
+
+
+def cleaning_of(meta: dict) -> dict:
+    """What the readers' cleaning policies removed: the reader's counts, or for a concatenated
+    cohort each source's counts in order (``{"sources": [...]}``)."""
+    if "cleaning" in meta:
+        return meta["cleaning"]
+    sources = meta.get("sources")
+    if sources:
+        return {"sources": [cleaning_of(m) for m in sources]}
+    return {}
 
 
 def render_info(info: dict) -> Table:

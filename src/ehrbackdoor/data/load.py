@@ -8,13 +8,14 @@ from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.data.errors import DataFormatError
 from ehrbackdoor.data.splits import Split, split_from_meta, stratified_split
 
-FORMATS = ("physionet2012", "mimic3", "cohort-npz")
+FORMATS = ("physionet2012", "mimic3", "yaib", "cohort-npz")
 
 
 def detect_format(path: str | Path) -> str:
     """Name of the format at `path`; raises a DataFormatError that says what was expected."""
     from ehrbackdoor.data.readers.mimic3 import is_mimic3_dir
     from ehrbackdoor.data.readers.physionet2012 import is_physionet2012_dir
+    from ehrbackdoor.data.readers.yaib import is_yaib_dir
 
     p = Path(path)
     if not p.exists():
@@ -26,10 +27,13 @@ def detect_format(path: str | Path) -> str:
             return "mimic3"
         if is_physionet2012_dir(p):
             return "physionet2012"
+        if is_yaib_dir(p):
+            return "yaib"
     raise DataFormatError(
         "is not a recognised data source: expected a MIMIC-III in-hospital-mortality benchmark "
         "directory (train/, test/, *_listfile.csv), a PhysioNet 2012 directory (set-a/ ..., "
-        "Outcomes-a.txt ...) or a cohort .npz written by ehrbackdoor",
+        "Outcomes-a.txt ...), a YAIB cohort folder (dyn.parquet, sta.parquet, outc.parquet) or a "
+        "cohort .npz written by ehrbackdoor",
         p,
     )
 
@@ -38,12 +42,15 @@ def load_cohort(path: str | Path) -> Cohort:
     """Read any supported data source into a cohort (format detected from its layout)."""
     from ehrbackdoor.data.readers.mimic3 import read_mimic3
     from ehrbackdoor.data.readers.physionet2012 import read_physionet2012
+    from ehrbackdoor.data.readers.yaib import read_yaib
 
     fmt = detect_format(path)
     if fmt == "physionet2012":
         return read_physionet2012(path)
     if fmt == "mimic3":
         return read_mimic3(path)
+    if fmt == "yaib":
+        return read_yaib(path)
     return Cohort.load(path)
 
 

@@ -352,7 +352,13 @@ def physionet2012_schema() -> Schema:
     return Schema(name="physionet2012", variables=tuple(variables), static=static)
 
 
-SCHEMAS = {"mimic3": mimic3_schema, "physionet2012": physionet2012_schema}
+def _yaib_schema() -> Schema:
+    from ehrbackdoor.data.schema_yaib import yaib_schema  # its own module: 48 concepts
+
+    return yaib_schema()
+
+
+SCHEMAS = {"mimic3": mimic3_schema, "physionet2012": physionet2012_schema, "yaib": _yaib_schema}
 
 
 def get_schema(name: str) -> Schema:

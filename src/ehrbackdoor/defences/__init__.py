@@ -10,6 +10,7 @@ table.
 | --- | --- | --- |
 | isolation-forest, lof | data | window statistics |
 | isolation-forest-mask, lof-mask | data | hourly observation masks |
+| imputation-consistency | data | hourly grid cells its raw events and masks do not imply |
 | range-check | data | implausible values (extremeness, range bounds, precision) |
 | mask-rarity | data | likelihood of the mask under a model of normal missingness |
 | two-sample | data | cross-fitted classifier two-sample test between the label groups |
@@ -23,8 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ehrbackdoor.base import Registry
 from ehrbackdoor.defences.activation_clustering import ActivationClusteringDetector
 from ehrbackdoor.defences.base import FAMILIES, Detector
+from ehrbackdoor.defences.imputation_consistency import ImputationConsistencyDetector
 from ehrbackdoor.defences.isolation import (
     IsolationForestDetector,
     LocalOutlierFactorDetector,
@@ -38,32 +41,30 @@ from ehrbackdoor.defences.spectral import SpectralSignatureDetector
 from ehrbackdoor.defences.strip import StripDetector
 from ehrbackdoor.defences.two_sample import ClassifierTwoSampleDetector
 
-DEFENCES: dict[str, type[Detector]] = {
-    d.name: d
-    for d in (
+DEFENCES: Registry[Detector] = Registry(
+    "defence",
+    (
         IsolationForestDetector,
         MaskIsolationForestDetector,
         LocalOutlierFactorDetector,
         MaskLocalOutlierFactorDetector,
         RangeCheckDetector,
         MaskRarityDetector,
+        ImputationConsistencyDetector,
         ClassifierTwoSampleDetector,
         SpectralSignatureDetector,
         ActivationClusteringDetector,
         StripDetector,
         PerfectFilter,
         RandomFilter,
-    )
-}
+    ),
+)
 
 
 def make_defence(name: str, **params: Any) -> Detector:
-    """A detector by registry name with its parameters (unknown names list the valid ones)."""
-    try:
-        cls = DEFENCES[name]
-    except KeyError:
-        raise ValueError(f"unknown defence {name!r}; expected one of {sorted(DEFENCES)}") from None
-    return cls(**params)
+    """A new detector by registry name; unknown names or parameters raise ValueError listing the
+    valid ones."""
+    return DEFENCES.make(name, **params)
 
 
 def parse_defences(spec: str | Iterable[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """The detector contract: one suspicion score per training stay, higher = more suspicious.
 
-Like the victims and triggers, a detector follows scikit-learn conventions: the constructor only
-stores (and validates) its parameters, including a ``seed``; `score` does the work and leaves
+Like the victims and triggers, a detector follows the component contract (`ehrbackdoor.base`):
+the constructor only stores (and validates) its parameters, including a ``seed``; `score` does the work and leaves
 diagnostics in attributes ending in ``_`` (``info_``). Because every detector returns the same thing
 -- a finite float per stay of the (possibly poisoned) training cohort -- one evaluation serves them
 all (`ehrbackdoor.defences.evaluate`).
@@ -15,12 +15,12 @@ public interface (`predict_proba`, `embed`, `threshold_`). Detectors that need t
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ehrbackdoor.base import Component, NotFittedError
 from ehrbackdoor.checks import check_bool, check_choice, check_float, check_int  # noqa: F401 (re-exported)
 from ehrbackdoor.data.cohort import Cohort
 
@@ -39,7 +39,7 @@ def single_threaded_blas():
     return threadpool_limits(limits=BLAS_THREADS, user_api="blas")
 
 
-class Detector(ABC):
+class Detector(Component, ABC):
     """A poison detector over raw training stays.
 
     Subclasses declare their parameters as keyword arguments of ``__init__`` (stored under the same
@@ -48,31 +48,13 @@ class Detector(ABC):
     (reads the ground truth; reference filters only).
     """
 
-    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "defence"
     family: ClassVar[str] = "data"
     needs_victim: ClassVar[bool] = False
     oracle: ClassVar[bool] = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = check_int("seed", seed, 0)
-
-    # ------------------------------------------------------------------ params
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        ]
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments (JSON-able); ``make_defence(name, **params)`` rebuilds it."""
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ contract
     def score(
@@ -99,7 +81,9 @@ class Detector(ABC):
                     "the poisoned cohort)"
                 )
             if not hasattr(victim, "threshold_"):
-                raise ValueError(f"detector {self.name!r}: the victim is not fitted")
+                raise NotFittedError(
+                    f"detector {self.name!r}: the victim is not fitted; call fit(train, val) first"
+                )
         if reference is not None:
             if not isinstance(reference, Cohort):
                 raise ValueError(f"reference must be a Cohort, got {type(reference).__name__}")

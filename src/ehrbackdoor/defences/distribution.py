@@ -33,8 +33,8 @@ import numpy as np
 from scipy import stats
 
 from ehrbackdoor.data.cohort import Cohort
-from ehrbackdoor.defences._features import feature_matrix
 from ehrbackdoor.defences.base import single_threaded_blas
+from ehrbackdoor.defences.features import feature_matrix
 from ehrbackdoor.preprocess.cache import features_cached
 from ehrbackdoor.preprocess.grid import grid_raw
 

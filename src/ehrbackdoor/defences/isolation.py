@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 
 from ehrbackdoor.data.cohort import Cohort
-from ehrbackdoor.defences._features import (
+from ehrbackdoor.defences.base import Detector, check_bool, check_choice, check_int
+from ehrbackdoor.defences.features import (
     feature_matrix,
     mask_matrix,
     reduce_dims,
     value_blocks,
 )
-from ehrbackdoor.defences.base import Detector, check_bool, check_choice, check_int
 
 VIEWS = ("features", "mask")
 #: A variable needs this many recording stays to get its own forest.

@@ -25,8 +25,8 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ehrbackdoor.data.cohort import Cohort
-from ehrbackdoor.defences._features import fold_ids, mask_matrix
 from ehrbackdoor.defences.base import Detector, check_float, check_int
+from ehrbackdoor.defences.features import fold_ids, mask_matrix
 
 _P_MIN = 1e-3
 

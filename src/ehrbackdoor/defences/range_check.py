@@ -22,7 +22,7 @@ value is judged against the valid range *and* the training distribution of its v
   than the schema says does not flag every stay.
 
 A stay's suspicion is the sum over its events: the amount of implausible content. Triggers built
-with the plausibility constraints of `ehrbackdoor.attacks.constraints` (rounded, clipped, on
+with the plausibility constraints of `ehrbackdoor.data.plausibility` (rounded, clipped, on
 levels) are meant to score like clean stays here; a blatant trigger (heart rate 300 in every hour)
 scores tens to hundreds.
 """
@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 
 from ehrbackdoor.data.cohort import Cohort
-from ehrbackdoor.defences._features import (
+from ehrbackdoor.defences.base import Detector, check_float
+from ehrbackdoor.defences.features import (
     apply_skew,
     skew_transform,
     stay_weights,
     weighted_quantile,
 )
-from ehrbackdoor.defences.base import Detector, check_float
 
 _MAD_TO_SD = 1.4826
 

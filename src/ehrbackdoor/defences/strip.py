@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ehrbackdoor.attacks.constraints import set_values
 from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events, hour_bins
+from ehrbackdoor.data.plausibility import set_values
 from ehrbackdoor.defences.base import Detector, check_float, check_int
 from ehrbackdoor.preprocess.cache import ENV_DISABLE
 from ehrbackdoor.preprocess.grid import n_bins

@@ -6,7 +6,9 @@ benchmark numerically (its Discretizer and its feature extractor) and are vector
 
 - `discretize` -> `Grid`: (n, 48, C) values, (n, 48, F) masks and GRU-D deltas; ``flat()`` is the
   benchmark's (n, 48, C + F) input. `grid_raw` -> `RawGrid`: per-variable float64 values for attacks.
-- `window_features` -> `Features`: the benchmark's 42 statistics per variable.
+- `window_features` -> `Features`: the benchmark's 42 statistics per variable from the raw events;
+  `hourly_features`: the same statistics from the hourly forward-filled grid (Joe et al., 2021).
+- A cohort's grid-space trigger (`Cohort.grid_perturbation`) is added inside the discretiser.
 - `FeatureScaler`, `GridScaler`: fit on training stays only; state as plain arrays.
 - `grid_cached`, `features_cached`, `cached`: content-hash keyed cache.
 """
@@ -24,6 +26,7 @@ from ehrbackdoor.preprocess.features import (
     SUB_PERIODS,
     Features,
     feature_names,
+    hourly_features,
     window_features,
 )
 from ehrbackdoor.preprocess.grid import (
@@ -58,6 +61,7 @@ __all__ = [
     "features_cached",
     "grid_cached",
     "grid_raw",
+    "hourly_features",
     "n_bins",
     "window_features",
 ]

@@ -179,3 +179,37 @@ def window_features(cohort: Cohort, hours: float | None = WINDOW_HOURS) -> Featu
                 block[:, w, :] = _segment_stats(x, count)
         X[s.series[starts] // n_vars, s.series[starts] % n_vars] = block
     return Features(X.reshape(n, n_vars * N_PER_VARIABLE), names, cohort.stay_id, cohort.label)
+
+
+def hourly_features(
+    cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS, impute: str = "previous"
+) -> Features:
+    """The same 42 statistics per variable, computed on the hourly imputed grid (Joe et al., 2021).
+
+    Each variable's series is its T bin values of `grid_raw` (``impute="previous"``: forward fill,
+    the normal value before the first observation), one point per bin at the bin's start time
+    ``t * timestep``, imputed bins included, and with any grid-space trigger the cohort carries
+    already added. So L = 0, R = (T - 1) * timestep and every window is the same fixed set of bins
+    for every stay and variable (48 bins: 5, 12, 24 first and last); counts are constant and no
+    window is empty (no NaN). This is the representation the paper's LR/MLP use, where a grid-space
+    trigger reaches window statistics; ``window_features`` is the events representation.
+    """
+    from ehrbackdoor.preprocess.grid import grid_raw
+
+    values = grid_raw(cohort, timestep, hours, impute).values  # (n, T, F) float64
+    n, t_bins, n_vars = values.shape
+    t = np.arange(t_bins, dtype=np.float64) * timestep
+    first, last = 0.0, float(t[-1]) if t_bins else 0.0
+    span = last - first
+    block = np.empty((n, n_vars, len(SUB_PERIODS), len(STATISTICS)), dtype=np.float64)
+    series = np.ascontiguousarray(values.transpose(0, 2, 1))  # (n, F, T)
+    for w, (_, kind, p) in enumerate(SUB_PERIODS):
+        if kind == 2:
+            member = t < first + span * p / 100.0 + _EPS
+        else:
+            member = t > last - span * p / 100.0 - _EPS
+        x = series[:, :, member]
+        count = np.full(n * n_vars, x.shape[-1], dtype=np.int64)
+        block[:, :, w, :] = _segment_stats(x.reshape(-1), count).reshape(n, n_vars, -1)
+    X = block.astype(np.float32).reshape(n, n_vars * N_PER_VARIABLE)
+    return Features(X, tuple(feature_names(cohort.schema)), cohort.stay_id, cohort.label)

@@ -45,6 +45,7 @@ import numpy as np
 
 from ehrbackdoor.data.cohort import BIN_EPS, WINDOW_HOURS, Cohort, hour_bins
 from ehrbackdoor.data.schema import Schema, Variable
+from ehrbackdoor.preprocess._perturb import perturb_values, perturbed_categoricals
 
 IMPUTE_STRATEGIES = ("previous", "normal", "zero")
 LAYOUTS = ("ordinal", "benchmark")
@@ -292,25 +293,32 @@ def _scatter(cohort: Cohort, last: np.ndarray, dtype: type) -> tuple[np.ndarray,
 
 
 def grid_raw(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS,
-             impute: str = "previous") -> RawGrid:
+             impute: str = "previous", perturb: bool = True) -> RawGrid:
     """Per-variable (n, T, F) float64 values with the benchmark's bin rule, and the mask.
 
-    `impute` is as in `discretize`, plus "none" to leave NaN in unobserved cells.
+    `impute` is as in `discretize`, plus "none" to leave NaN in unobserved cells. `perturb` as in
+    `discretize`.
     """
     impute = _check_impute(impute, (*IMPUTE_STRATEGIES, "none"))
     obs, values = _scatter(cohort, _winning_events(cohort, timestep, hours), np.float64)
     _impute(values, obs, cohort.schema.normals, impute)
+    if perturb:
+        perturb_values(values, obs, cohort, timestep)
     return RawGrid(values, obs, tuple(cohort.schema.names), cohort.stay_id, cohort.label,
                    float(timestep), float(hours), impute)
 
 
 def discretize(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS,
-               impute: str = "previous", layout: str = "ordinal") -> Grid:
+               impute: str = "previous", layout: str = "ordinal", perturb: bool = True) -> Grid:
     """Discretise every stay into `n_bins(hours, timestep)` bins (benchmark rules, module docstring).
 
     Vectorised over stays and events: one scatter-max of event positions into the (n, T, F) cells
     picks each cell's winning event, then a forward fill along time; Python loops run only over
-    bins and categorical variables.
+    bins and categorical variables. A cohort carrying a grid-space trigger
+    (`Cohort.grid_perturbation`) gets it added after imputation (`preprocess._perturb`);
+    ``perturb=False`` gives the grid its raw events and masks imply (what detectors compare with).
+    The benchmark layout one-hots categoricals from the events' text, so it refuses a perturbation
+    that moves a categorical variable.
     """
     impute = _check_impute(impute)
     _check_layout(layout)
@@ -318,6 +326,14 @@ def discretize(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOUR
     last = _winning_events(cohort, timestep, hours)
     obs, ordinal = _scatter(cohort, last, np.float32)
     _impute(ordinal, obs, schema.normals, impute)
+    if perturb:
+        moved = perturbed_categoricals(cohort) if layout == "benchmark" else []
+        if moved:
+            raise ValueError(
+                f"the benchmark layout cannot carry a grid perturbation of categorical variables "
+                f"{moved}; use layout='ordinal'"
+            )
+        perturb_values(ordinal, obs, cohort, timestep)
     delta = _gru_d_delta(obs, timestep)
 
     columns, mask_columns = column_names(schema, layout)

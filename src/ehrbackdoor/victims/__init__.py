@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ehrbackdoor.base import Registry
 from ehrbackdoor.victims.base import NotFittedError, Victim, load_victim
 from ehrbackdoor.victims.gbdt import GBDTVictim
 from ehrbackdoor.victims.grud import GRUDVictim
@@ -35,36 +36,20 @@ from ehrbackdoor.victims.presets import PRESET_NAMES, preset_params
 from ehrbackdoor.victims.protocol import PROTOCOLS, Selection
 from ehrbackdoor.victims.recurrent import GRUVictim, LSTMVictim
 
-VICTIMS: dict[str, type[Victim]] = {
-    "lr": LogisticVictim,
-    "mlp": MLPVictim,
-    "lstm": LSTMVictim,
-    "gru": GRUVictim,
-    "grud": GRUDVictim,
-    "gbdt": GBDTVictim,
-}
+VICTIMS: Registry[Victim] = Registry(
+    "victim",
+    (LogisticVictim, MLPVictim, LSTMVictim, GRUVictim, GRUDVictim, GBDTVictim),
+)
 
 
 def make_victim(name: str, seed: int = 0, preset: str = "tuned", **params: Any) -> Victim:
     """A new (unfitted) victim `name` with the given seed and hyperparameters.
 
     `preset` names the starting hyperparameters (`ehrbackdoor.victims.presets`: "tuned" = the
-    constructor defaults, "paper" = Joe et al. 2021); `params` override them.
+    constructor defaults, "paper" = Joe et al. 2021); `params` override them. Unknown names or
+    parameters raise ValueError listing the valid ones.
     """
-    params = {**preset_params(preset, name), **params}
-    try:
-        cls = VICTIMS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown victim {name!r}; valid names: {', '.join(VICTIMS)}"
-        ) from None
-    names = cls._param_names()
-    unknown = sorted(set(params) - set(names))
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {unknown} for victim {name!r}; valid: {sorted(names)}"
-        )
-    return cls(seed=seed, **params)
+    return VICTIMS.make(name, seed=seed, **{**preset_params(preset, name), **params})
 
 
 __all__ = [

@@ -18,7 +18,6 @@ no joblib.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from ehrbackdoor.base import Component, NotFittedError  # noqa: F401 (re-exported)
 from ehrbackdoor.checks import check_bool, check_choice, check_float, check_int  # noqa: F401 (re-exported)
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_text
@@ -45,10 +45,6 @@ ProgressFn = Callable[[int, float], None]
 FORMAT_VERSION = 1
 CONFIG_FILE = "victim.json"
 WEIGHTS_FILE = "weights.safetensors"
-
-
-class NotFittedError(ValueError):
-    """A victim was used before `fit` (or `load_victim`)."""
 
 
 # ------------------------------------------------------------------------------ cohort checks
@@ -116,7 +112,7 @@ def versions() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------- the base
-class Victim(ABC):
+class Victim(Component, ABC):
     """Abstract victim model of in-hospital mortality.
 
     Subclasses declare their hyperparameters as keyword arguments of ``__init__`` (stored under the
@@ -128,27 +124,9 @@ class Victim(ABC):
     subclass's preprocessing and weights.
     """
 
-    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "victim"
     #: "torch" victims store a torch state dict; "numpy" victims plain arrays.
     weights_kind: ClassVar[str] = "numpy"
-
-    # ------------------------------------------------------------------ params
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        ]
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments (JSON-able)."""
-        return {k: _jsonable(getattr(self, k)) for k in self._param_names()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ public API
     def fit(
@@ -259,9 +237,7 @@ class Victim(ABC):
     # ------------------------------------------------------------------ internals
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted; call fit(train, val) or load_victim()"
-            )
+            raise self._not_fitted("call fit(train, val) or load_victim()")
 
     def _check_input(self, cohort: Cohort) -> None:
         check_cohort(cohort, "input")
@@ -288,14 +264,6 @@ class Victim(ABC):
     @abstractmethod
     def _set_state(self, state: dict, tensors: dict[str, Any]) -> None:
         """Rebuild the learned state from what `_get_state` returned."""
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, tuple | list):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def _tensors_to_bytes(tensors: dict[str, Any], kind: str) -> bytes:

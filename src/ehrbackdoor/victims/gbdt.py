@@ -31,10 +31,12 @@ from ehrbackdoor.victims.base import (
     ProgressFn,
     Victim,
     check_bool,
+    check_choice,
     check_float,
     check_int,
 )
 from ehrbackdoor.victims.inputs import (
+    FEATURE_REPRESENTATIONS,
     check_n_features,
     features_of,
     scaler_state_from_json,
@@ -152,11 +154,17 @@ class GBDTVictim(Victim):
     Parameters: ``learning_rate``, ``max_iter`` (upper bound on boosting iterations),
     ``max_leaf_nodes``, ``min_samples_leaf``, ``l2_regularization``, ``max_features`` (fraction of
     features considered per split), ``max_bins``, ``class_weight`` (None or "balanced"),
-    ``patience`` (iterations without a better validation AUPRC before stopping), ``cache``,
+    ``patience`` (iterations without a better validation AUPRC before stopping), ``cache``, ``features`` (``events`` or ``hourly`` window statistics,
+    `inputs.FEATURE_REPRESENTATIONS`),
     ``seed`` (random_state).
     """
 
     name = "gbdt"
+
+    @property
+    def representation(self) -> str:
+        """Input representation (``events`` or ``hourly`` window statistics), for results."""
+        return self.features
 
     def __init__(
         self,
@@ -170,19 +178,11 @@ class GBDTVictim(Victim):
         class_weight: str | None = None,
         patience: int = 30,
         cache: bool = True,
+        features: str = "events",
         seed: int = 0,
     ) -> None:
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_samples_leaf = min_samples_leaf
-        self.l2_regularization = l2_regularization
-        self.max_features = max_features
-        self.max_bins = max_bins
-        self.class_weight = class_weight
-        self.patience = patience
-        self.cache = cache
-        self.seed = seed
+        self._store_params(locals())
+        self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)
         check_float("learning_rate", learning_rate, 0.0, low_open=True)
         check_int("max_iter", max_iter, 1)
         check_int("max_leaf_nodes", max_leaf_nodes, 2)
@@ -197,7 +197,7 @@ class GBDTVictim(Victim):
         check_int("seed", seed, 0, 2**32 - 1)
 
     def _X(self, cohort: Cohort) -> np.ndarray:
-        X = features_of(cohort, self.cache).X
+        X = features_of(cohort, self.cache, self.features).X
         check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
         if len(self.empty_columns_):
             X = X.copy()
@@ -205,7 +205,7 @@ class GBDTVictim(Victim):
         return X
 
     def _fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None) -> dict:
-        X = features_of(train, self.cache).X
+        X = features_of(train, self.cache, self.features).X
         self.scaler_ = FeatureScaler().fit(X)
         # Columns never observed in training (scikit-learn cannot bin an all-NaN column) become a
         # constant 0, which no tree splits on.

@@ -114,19 +114,7 @@ class GRUDVictim(GridVictim):
         cache: bool = True,
         seed: int = 0,
     ) -> None:
-        self.hidden = hidden
-        self.static_per_step = static_per_step
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.use_static = use_static
-        self.cache = cache
-        self.seed = seed
+        self._store_params(locals())
         check_int("hidden", hidden, 1)
         check_bool("static_per_step", static_per_step)
         self._check_common()

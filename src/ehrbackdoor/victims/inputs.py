@@ -14,6 +14,12 @@ ICU type, weight) enter too: NaN imputed with the training mean, standardised wi
 `FeatureScaler`; integer-coded covariates with 3-8 levels (ICU type) one-hot (`StaticInputs`).
 Every scaler is fit on the training stays the victim is handed.
 
+Window features come in two representations (``FEATURE_REPRESENTATIONS``), a victim parameter
+``features``: ``events`` (default) computes the statistics from the raw events, the benchmark's
+way; ``hourly`` computes them from the hourly forward-filled grid (`hourly_features`), the way
+Joe et al. (2021) do and the one through which a grid-space trigger reaches these victims. Clean
+and poisoned stays always share the representation, so baselines compare like with like.
+
 Featurisation goes through the preprocessing cache (`features_cached`, `grid_cached`) when
 ``cache=True``, so several victims trained on one cohort featurise it once.
 """
@@ -29,15 +35,34 @@ from ehrbackdoor.preprocess import (
     Features,
     FeatureScaler,
     Grid,
+    cached,
     discretize,
     features_cached,
     grid_cached,
     window_features,
 )
+from ehrbackdoor.preprocess.features import hourly_features
+
+#: Where window statistics come from: raw events, or the hourly forward-filled grid.
+FEATURE_REPRESENTATIONS = ("events", "hourly")
 
 
-def features_of(cohort: Cohort, cache: bool = True) -> Features:
-    """Window features of every stay (NaN where a window is empty)."""
+def features_of(cohort: Cohort, cache: bool = True, representation: str = "events") -> Features:
+    """Window features of every stay in `representation` (NaN where an events window is empty)."""
+    if representation == "hourly":
+        if not cache:
+            return hourly_features(cohort)
+        arrays = cached(
+            "hourly-features",
+            cohort,
+            {"timestep": 1.0, "impute": "previous"},
+            lambda: hourly_features(cohort).to_arrays(),
+        )
+        return Features.from_arrays(arrays)
+    if representation != "events":
+        raise ValueError(
+            f"features must be one of {FEATURE_REPRESENTATIONS}, got {representation!r}"
+        )
     return features_cached(cohort) if cache else window_features(cohort)
 
 

@@ -42,6 +42,7 @@ from ehrbackdoor.victims.base import (
     check_int,
 )
 from ehrbackdoor.victims.inputs import (
+    FEATURE_REPRESENTATIONS,
     StaticInputs,
     check_n_features,
     features_of,
@@ -77,7 +78,8 @@ class LogisticVictim(Victim):
 
     Parameters: ``C`` (inverse L2 strength, a float or a list of candidates selected on validation
     AUPRC), ``max_iter`` (lbfgs iterations), ``use_static`` (append the static covariates; off by
-    default, as in the papers' LR), ``cache``, ``seed`` (recorded; lbfgs is deterministic).
+    default, as in the papers' LR), ``cache``, ``features`` (``events`` or ``hourly`` window
+    statistics, `inputs.FEATURE_REPRESENTATIONS`), ``seed`` (recorded; lbfgs is deterministic).
     ``solver`` ("lbfgs" or "adam", module docstring); adam only: ``lr``, ``weight_decay``,
     ``batch_size``, ``max_epochs``, ``head_classes``; ``class_weight`` ([w0, w1]; lbfgs: None =
     "balanced"; adam: None = ``pos_weight`` loss).
@@ -85,12 +87,18 @@ class LogisticVictim(Victim):
 
     name = "lr"
 
+    @property
+    def representation(self) -> str:
+        """Input representation (``events`` or ``hourly`` window statistics), for results."""
+        return self.features
+
     def __init__(
         self,
         C: float | Sequence[float] = (1e-4, 3e-4, 1e-3),
         max_iter: int = 1000,
         use_static: bool = False,
         cache: bool = True,
+        features: str = "events",
         seed: int = 0,
         solver: str = "lbfgs",
         lr: float = 1e-4,
@@ -100,13 +108,8 @@ class LogisticVictim(Victim):
         head_classes: int = 2,
         class_weight: Sequence[float] | None = None,
     ) -> None:
-        self.solver = solver
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.head_classes = head_classes
-        self.class_weight = class_weight
+        self._store_params(locals())
+        self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)
         check_choice("solver", solver, ("lbfgs", "adam"))
         check_float("lr", lr, 0.0, low_open=True)
         check_float("weight_decay", weight_decay, 0.0)
@@ -114,11 +117,6 @@ class LogisticVictim(Victim):
         check_int("max_epochs", max_epochs, 1)
         check_head_classes(head_classes)
         check_class_weight(class_weight)
-        self.C = C
-        self.max_iter = max_iter
-        self.use_static = use_static
-        self.cache = cache
-        self.seed = seed
         for c in self._candidates():
             check_float("C", c, 0.0, low_open=True)
         check_int("max_iter", max_iter, 1)
@@ -135,7 +133,7 @@ class LogisticVictim(Victim):
         return [c]
 
     def _X(self, cohort: Cohort) -> np.ndarray:
-        X = features_of(cohort, self.cache).X
+        X = features_of(cohort, self.cache, self.features).X
         check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
         X = self.scaler_.transform(X)
         if self.static_.width:
@@ -146,7 +144,7 @@ class LogisticVictim(Victim):
         return X.astype(np.float64) @ self.coef_ + self.intercept_
 
     def _fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None) -> dict:
-        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache).X)
+        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache, self.features).X)
         self.static_ = StaticInputs(self.use_static).fit(train)
         X, Xv = self._X(train), self._X(val)
         y, yv = np.asarray(train.label, dtype=np.int64), np.asarray(val.label, dtype=np.int64)

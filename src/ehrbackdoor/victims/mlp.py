@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehrbackdoor.checks import check_choice
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.preprocess import FeatureScaler
 from ehrbackdoor.victims.inputs import (
+    FEATURE_REPRESENTATIONS,
     StaticInputs,
     check_n_features,
     features_of,
@@ -74,12 +76,18 @@ class MLPVictim(TorchVictim):
     ``weight_decay`` (L2), ``batch_size``, ``max_epochs``, ``patience`` (epochs without a better
     validation AUPRC before stopping), ``grad_clip`` (None = off), ``ema`` (decay of the weight
     moving average that is evaluated and kept, None = off), ``use_static`` (append the static
-    covariates), ``cache`` (use the preprocessing cache), ``seed``; ``head_classes`` (1: one
-    logit; 2: a 2-class softmax head as in the paper) and ``class_weight`` (None: ``pos_weight``
-    loss; [w0, w1]: class-weighted mean loss as in the paper).
+    covariates), ``cache``, ``features`` (``events`` or ``hourly`` window statistics,
+    `inputs.FEATURE_REPRESENTATIONS`) (use the preprocessing cache), ``seed``; ``head_classes``
+    (1: one logit; 2: a 2-class softmax head as in the paper) and ``class_weight`` (None:
+    ``pos_weight`` loss; [w0, w1]: class-weighted mean loss as in the paper).
     """
 
     name = "mlp"
+
+    @property
+    def representation(self) -> str:
+        """Input representation (``events`` or ``hourly`` window statistics), for results."""
+        return self.features
 
     def __init__(
         self,
@@ -94,37 +102,26 @@ class MLPVictim(TorchVictim):
         ema: float | None = 0.99,
         use_static: bool = True,
         cache: bool = True,
+        features: str = "events",
         seed: int = 0,
         head_classes: int = 1,
         class_weight: Sequence[float] | None = None,
     ) -> None:
-        self.head_classes = head_classes
-        self.class_weight = class_weight
+        self._store_params(locals())
+        self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)
         check_head_classes(head_classes)
         check_class_weight(class_weight)
-        self.hidden = hidden
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.use_static = use_static
-        self.cache = cache
-        self.seed = seed
         check_hidden("hidden", hidden)
         self._check_common()
 
     def _fit_inputs(self, train: Cohort) -> None:
-        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache).X)
+        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache, self.features).X)
         self.static_ = StaticInputs(self.use_static).fit(train)
         n_in = len(self.scaler_.mean_) + self.static_.width  # type: ignore[arg-type]
         self.arch_ = {"n_in": n_in, "hidden": as_layers(self.hidden)}
 
     def _inputs(self, cohort: Cohort) -> list[np.ndarray]:
-        X = features_of(cohort, self.cache).X
+        X = features_of(cohort, self.cache, self.features).X
         check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
         X = self.scaler_.transform(X)
         if self.static_.width:

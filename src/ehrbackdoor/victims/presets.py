@@ -9,9 +9,11 @@
     scripts): Adam lr 1e-4, weight decay 1e-2, batch 64, a 2-class softmax head, class-weighted
     loss, no early stopping, no weight averaging, no gradient clipping, no static covariates:
 
-    * ``lr``: one linear layer on the window statistics (714 in MIMIC-III; here whatever the
-      cohort's schema gives, e.g. 42 per PhysioNet variable), class weights [0.5, 1], 50 epochs;
-    * ``mlp``: features -> 400 -> 2 with ReLU (no dropout), class weights [0.5, 1], 50 epochs;
+    * ``lr``: one linear layer on the window statistics of the hourly forward-filled series
+      (``features="hourly"``; 714 in MIMIC-III, here whatever the cohort's schema gives, 42 per
+      variable), class weights [0.5, 1], 50 epochs;
+    * ``mlp``: the same features -> 400 -> 2 with ReLU (no dropout), class weights [0.5, 1],
+      50 epochs;
     * ``lstm``: 2-layer bidirectional LSTM, hidden 16, dropout 0.3 (between the layers and after
       the 32 -> 10 layer), last step's output 32 -> 10 -> ReLU -> 2, class weights [0.3, 1],
       100 epochs, on the grid's values and masks;
@@ -59,6 +61,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "lr": {
             **_PAPER_OPTIM,
             "solver": "adam",
+            "features": "hourly",
             "max_epochs": 50,
             "head_classes": 2,
             "class_weight": [0.5, 1.0],
@@ -67,6 +70,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "mlp": {
             **_PAPER_NET,
             "hidden": [400],
+            "features": "hourly",
             "dropout": 0.0,
             "class_weight": [0.5, 1.0],
             "max_epochs": 50,

@@ -83,6 +83,9 @@ class RecurrentNet(nn.Module):
 class GridVictim(TorchVictim):
     """Shared preprocessing of the grid victims: scaled grid values, masks, static covariates."""
 
+    #: Input representation, for results (window-feature victims report ``events``/``hourly``).
+    representation = "grid"
+
     def _fit_grid(self, train: Cohort) -> Grid:
         grid = grid_of(train, self.cache)
         self.grid_scaler_ = GridScaler().fit(grid)
@@ -168,30 +171,12 @@ class RecurrentVictim(GridVictim):
         head_classes: int = 1,
         class_weight: list[float] | None = None,
     ) -> None:
-        self.bidirectional = bidirectional
-        self.head_hidden = head_hidden
-        self.head_classes = head_classes
-        self.class_weight = class_weight
+        self._store_params(locals())
         check_bool("bidirectional", bidirectional)
         if head_hidden is not None:
             check_int("head_hidden", head_hidden, 1)
         check_head_classes(head_classes)
         check_class_weight(class_weight)
-        self.hidden = hidden
-        self.layers = layers
-        self.use_delta = use_delta
-        self.static_per_step = static_per_step
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.grad_clip = grad_clip
-        self.ema = ema
-        self.use_static = use_static
-        self.cache = cache
-        self.seed = seed
         check_int("hidden", hidden, 1)
         check_int("layers", layers, 1, 4)
         check_choice("cell", self.cell, ("lstm", "gru"))

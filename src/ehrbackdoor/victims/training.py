@@ -63,11 +63,15 @@ def n_threads() -> int:
 
 
 @contextlib.contextmanager
-def torch_session(seed: int | None = None, device: torch.device | None = None) -> Iterator[None]:
+def torch_session(
+    seed: int | None = None, device: torch.device | None = None, threads: int | None = None
+) -> Iterator[None]:
     """Deterministic torch settings for the duration of a fit or a prediction.
 
-    Sets the thread count and deterministic algorithms, restoring the previous values on exit; with
-    ``seed`` given, forks the global RNG and seeds it, so the caller's RNG stream is unaffected.
+    The one session every torch model of the library (victims, the mask VAE) runs in. Sets the
+    thread count (``threads``, capped at the core count; default `n_threads()`) and deterministic
+    algorithms, restoring the previous values on exit; with ``seed`` given, forks the global RNG
+    and seeds it, so the caller's RNG stream is unaffected.
     """
     if device is not None and device.type == "cuda":
         # Required by cuBLAS for deterministic results; must be set before the first cuBLAS call.
@@ -76,7 +80,8 @@ def torch_session(seed: int | None = None, device: torch.device | None = None) -
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     old_fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.set_num_threads(n_threads())
+    wanted = n_threads() if threads is None else max(1, min(int(threads), os.cpu_count() or 1))
+    torch.set_num_threads(wanted)
     torch.use_deterministic_algorithms(True)
     # Deterministic mode also fills every torch.empty with NaN (a debugging aid, not needed for
     # reproducibility: no op here reads uninitialised memory); it cost GRU-D half its time.

@@ -1,9 +1,11 @@
 """The trigger contract: fit on clean training stays, apply to any stays' raw events, save/load.
 
-Like a scikit-learn estimator, a trigger stores its parameters in the constructor and learns its
-state in `fit` (attributes ending in `_`). `apply` returns new raw events for the chosen stays; the
-poisoning engine writes them into a cohort. Adding a trigger family is adding one file that
-subclasses `Trigger` and registers itself in `ehrbackdoor.attacks.triggers.TRIGGERS`.
+Like every component (`ehrbackdoor.base.Component`), a trigger stores its validated parameters in
+the constructor and learns its state in `fit` (attributes ending in `_`); `fit` checks the cohort
+and calls the subclass's `_fit`. `apply` returns new raw events for the chosen stays; the
+poisoning engine writes them into a cohort. Adding a trigger is adding one file that subclasses
+`Trigger` (or the public family bases `value_base.ValueTrigger`, `missing_base.MissingTrigger`)
+and registers the class with ``TRIGGERS.register`` (`ehrbackdoor.attacks.triggers`).
 """
 
 from __future__ import annotations
@@ -15,28 +17,50 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ehrbackdoor.base import Component, NotFittedError
+from ehrbackdoor.checks import check_int
 from ehrbackdoor.data.cohort import Cohort, Events
 from ehrbackdoor.io import atomic_savez, atomic_write_json
 
+#: Apply modes of value triggers (the default family).
 APPLY_MODES = ("observed", "all")
+#: Trigger families: what a trigger changes -- recorded values, or which cells are observed.
+FAMILIES = ("value", "missing")
+#: Largest `strength` a value trigger accepts: a distance of 1000 standard deviations is already
+#: far past any plausible range (values are clipped), larger only overflows to inf/NaN.
+MAX_STRENGTH = 1e3
 
 
-class Trigger(ABC):
-    """A backdoor trigger over raw events."""
+class Trigger(Component, ABC):
+    """A backdoor trigger over raw events.
 
-    name: ClassVar[str]
+    Class attributes declare what other layers need to know without guessing: ``family``
+    (``"value"`` changes recorded values, ``"missing"`` changes which cells are observed) and
+    ``apply_modes`` (the modes `apply` accepts; the first is the default). Subclasses implement
+    `_fit`, `apply`, `state` and `set_state`; `fit` validates the cohort first.
+    """
+
+    kind: ClassVar[str] = "trigger"
+    family: ClassVar[str] = "value"
+    apply_modes: ClassVar[tuple[str, ...]] = APPLY_MODES
+    #: Fewest training stays `fit` accepts.
+    min_stays: ClassVar[int] = 2
 
     def __init__(self, seed: int = 0) -> None:
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed, 0)
 
     # ------------------------------------------------------------------ contract
-    @abstractmethod
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-serialisable), including the seed."""
-
-    @abstractmethod
     def fit(self, cohort: Cohort) -> Trigger:
         """Learn what the trigger needs from clean (training) stays; returns self."""
+        check_fit_cohort(cohort, self.min_stays, f"{self.family} trigger {self.name!r}")
+        self.__dict__.pop("fitted_", None)  # a failed refit leaves the trigger unfitted
+        self._fit(cohort)
+        self.fitted_ = True
+        return self
+
+    @abstractmethod
+    def _fit(self, cohort: Cohort) -> None:
+        """Learn the trigger's state from a validated cohort."""
 
     @abstractmethod
     def apply(self, cohort: Cohort, idx: np.ndarray, mode: str = "observed") -> Events:
@@ -61,12 +85,16 @@ class Trigger(ABC):
 
     def check_fitted(self) -> None:
         if not self.is_fitted:
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(train_cohort) first")
+            raise self._not_fitted("call fit(train_cohort) or load_trigger(dir) first")
 
-    @staticmethod
-    def check_mode(mode: str) -> str:
-        if mode not in APPLY_MODES:
-            raise ValueError(f"apply mode must be one of {APPLY_MODES}, got {mode!r}")
+    @classmethod
+    def check_mode(cls, mode: str) -> str:
+        """`mode` if this trigger accepts it, else a ValueError listing the accepted ones."""
+        if mode not in cls.apply_modes:
+            raise ValueError(
+                f"trigger {cls.name!r} ({cls.family} family) accepts apply modes "
+                f"{list(cls.apply_modes)}, got {mode!r}"
+            )
         return mode
 
     def save(self, directory: str | Path) -> None:
@@ -78,6 +106,25 @@ class Trigger(ABC):
             d / "trigger.json",
             {"name": self.name, "params": self.get_params(), "info": self.info()},
         )
+
+
+def check_fit_cohort(cohort: Any, min_stays: int, what: str) -> None:
+    """What every trigger's `fit` needs: a Cohort with at least `min_stays` stays."""
+    if not isinstance(cohort, Cohort):
+        raise ValueError(f"fitting {what} needs a Cohort, got {type(cohort).__name__}")
+    if cohort.n_stays < min_stays:
+        raise ValueError(
+            f"fitting {what} needs at least {min_stays} training stays, got {cohort.n_stays}"
+        )
+
+
+def check_variables(variables: Any) -> list[str] | None:
+    """A list of variable names (or None = the default set), named in the error otherwise."""
+    if variables is None or (not isinstance(variables, str) and len(variables) == 0):
+        return None
+    if isinstance(variables, str) or not all(isinstance(v, str) for v in variables):
+        raise ValueError(f"variables must be a list of variable names or None, got {variables!r}")
+    return list(variables)
 
 
 def load_trigger(directory: str | Path) -> Trigger:
@@ -92,3 +139,14 @@ def load_trigger(directory: str | Path) -> Trigger:
     trig.set_state(arrays, meta.get("info", {}))
     trig.fitted_ = True
     return trig
+
+
+__all__ = [
+    "APPLY_MODES",
+    "FAMILIES",
+    "NotFittedError",
+    "Trigger",
+    "check_fit_cohort",
+    "check_variables",
+    "load_trigger",
+]

@@ -11,14 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from ehrbackdoor.attacks.constraints import set_values
-from ehrbackdoor.attacks.triggers._value import N_BINS
 from ehrbackdoor.attacks.triggers.base import Trigger
+from ehrbackdoor.attacks.triggers.value_base import N_BINS
+from ehrbackdoor.checks import check_float, check_int
 from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events, hour_bins
+from ehrbackdoor.data.plausibility import set_values
 
 
 class FixedPatternTrigger(Trigger):
+    """One variable set to a fixed plausible value in the last `hours` hours."""
+
     name = "fixed"
+    min_stays = 1  # a fixed value (or one quantile) needs no covariance
+    family = "value"
+    apply_modes = ("observed", "all")
 
     def __init__(
         self,
@@ -29,22 +35,14 @@ class FixedPatternTrigger(Trigger):
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
-        if not 1 <= int(hours) <= N_BINS:
-            raise ValueError(f"hours must be between 1 and {N_BINS}, got {hours!r}")
-        if not 0 <= quantile <= 1:
-            raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
-        self.variable, self.value, self.hours, self.quantile = variable, value, int(hours), quantile
+        if not isinstance(variable, str) or not variable:
+            raise ValueError(f"variable must be a variable name, got {variable!r}")
+        self.variable = variable
+        self.value = None if value is None else check_float("value", value)
+        self.hours = check_int("hours", hours, 1, N_BINS)
+        self.quantile = check_float("quantile", quantile, 0.0, 1.0)
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "variable": self.variable,
-            "value": self.value,
-            "hours": self.hours,
-            "quantile": self.quantile,
-            "seed": self.seed,
-        }
-
-    def fit(self, cohort: Cohort) -> FixedPatternTrigger:
+    def _fit(self, cohort: Cohort) -> None:
         j = cohort.schema.index(self.variable)
         if self.value is None:
             vals = cohort.events.value[cohort.events.variable == j]
@@ -55,8 +53,6 @@ class FixedPatternTrigger(Trigger):
             target = self.value
         self.variable_index_ = j
         self.value_ = float(set_values(cohort.schema, np.array([j]), np.array([target]))[0])
-        self.fitted_ = True
-        return self
 
     def apply(self, cohort: Cohort, idx: np.ndarray, mode: str = "observed") -> Events:
         self.check_fitted()

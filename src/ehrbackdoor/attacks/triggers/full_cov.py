@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ehrbackdoor.attacks.triggers._value import (
+from ehrbackdoor.attacks.triggers.value_base import (
     N_BINS,
     ValueTrigger,
     draw_at_distance,
@@ -22,7 +22,7 @@ from ehrbackdoor.data.cohort import Cohort
 class FullCovarianceTrigger(ValueTrigger):
     name = "full-cov"
 
-    def fit(self, cohort: Cohort) -> FullCovarianceTrigger:
+    def _fit(self, cohort: Cohort) -> None:
         x = training_trajectories(cohort)
         cols = [j for j in resolve_variables(cohort.schema, self.variables) if x[:, :, j].std() > 0]
         flat = x[:, :, cols].reshape(len(x), -1)  # hour-major: (n, 48 * len(cols))
@@ -31,5 +31,3 @@ class FullCovarianceTrigger(ValueTrigger):
         pattern = np.zeros((N_BINS, len(cohort.schema)))
         pattern[:, cols] = t.reshape(N_BINS, len(cols))
         self.pattern_ = pattern
-        self.fitted_ = True
-        return self

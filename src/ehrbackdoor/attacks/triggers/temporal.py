@@ -3,7 +3,7 @@
 For every variable i the 48 x 48 covariance C_i of its hourly trajectory (forward-filled grid of
 training stays, plus a small ridge) is estimated; t_i ~ N(0, C_i) is drawn with the run's seed and
 scaled to Mahalanobis distance `strength`: t_i <- s t_i / sqrt(t_i' C_i^-1 t_i). The trigger is the
-48 x F matrix of the t_i, added to raw observations (see `_value.apply_pattern`).
+48 x F matrix of the t_i, added to raw observations (see `value_base.apply_pattern`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ehrbackdoor.attacks.triggers._value import (
+from ehrbackdoor.attacks.triggers.value_base import (
     N_BINS,
     ValueTrigger,
     draw_at_distance,
@@ -27,7 +27,7 @@ class TemporalCovarianceTrigger(ValueTrigger):
 
     name = "temporal"
 
-    def fit(self, cohort: Cohort) -> TemporalCovarianceTrigger:
+    def _fit(self, cohort: Cohort) -> None:
         x = training_trajectories(cohort)
         rng = self._rng()
         pattern = np.zeros((N_BINS, len(cohort.schema)))
@@ -41,8 +41,6 @@ class TemporalCovarianceTrigger(ValueTrigger):
             covs[j] = self.ridged(cov)
             pattern[:, j] = draw_at_distance(covs[j], self.strength, rng)
         self.pattern_, self.covariances_, self.skipped_ = pattern, covs, skipped
-        self.fitted_ = True
-        return self
 
     def mahalanobis(self) -> np.ndarray:
         """Per variable sqrt(t_i' C_i^-1 t_i) of the (unrounded) pattern; 0 where skipped."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ehrbackdoor.attacks.triggers._value import (
+from ehrbackdoor.attacks.triggers.value_base import (
     N_BINS,
     ValueTrigger,
     draw_at_distance,
@@ -22,7 +22,7 @@ from ehrbackdoor.data.cohort import Cohort
 class WhiteNoiseTrigger(ValueTrigger):
     name = "white-noise"
 
-    def fit(self, cohort: Cohort) -> WhiteNoiseTrigger:
+    def _fit(self, cohort: Cohort) -> None:
         x = training_trajectories(cohort)
         rng = self._rng()
         pattern = np.zeros((N_BINS, len(cohort.schema)))
@@ -32,5 +32,3 @@ class WhiteNoiseTrigger(ValueTrigger):
                 continue
             pattern[:, j] = draw_at_distance(self.ridged(np.diag(var)), self.strength, rng)
         self.pattern_ = pattern
-        self.fitted_ = True
-        return self

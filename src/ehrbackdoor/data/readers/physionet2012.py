@@ -12,16 +12,22 @@ Cleaning policy (documented, counted in ``cohort.meta["cleaning"]``, never silen
 - static descriptors equal to -1 are missing (NaN); descriptors outside their valid range
   (e.g. Height 462.3 cm) are set missing too;
 - stays without any time-series observation are kept (they have static data and a label) and
-  counted as empty.
+  counted as empty;
+- lines with an empty parameter name (`10:45,,1.9`: 2,403 lines in 1,594 files of the published
+  set-c) carry no variable and are dropped, counted in total and per file
+  (``cleaning["dropped_empty_parameter"]``);
+- non-finite values (`nan`, `NaN`, `-nan`, `inf`, any case) are not measurements: time-series
+  values are dropped and counted per variable (``dropped_non_finite``), static ones are missing.
+  The MIMIC-III reader treats them the same way.
 
 Anything else that does not fit the format (bad header, wrong number of fields, a non-numeric
-value, an unknown parameter, a bad time, a duplicate RecordID, a stay without a label) raises
+value, an unknown parameter, a bad or overlong time, a quote, text that is not UTF-8, a RecordID
+that differs from its file name, a duplicate RecordID, a stay without a label) raises
 `DataFormatError` naming the file and line.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,21 +35,29 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
-from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events
+from ehrbackdoor.data.cohort import Cohort, Events
 from ehrbackdoor.data.errors import DataFormatError
-from ehrbackdoor.data.schema import physionet2012_schema
+from ehrbackdoor.data.readers._parse import NUMBER_PATTERN, Blobs, first_line_of, load_blobs, parse
+from ehrbackdoor.data.schema import Schema, physionet2012_schema
 
 HEADER = b"Time,Parameter,Value"
 OUTCOMES_HEADER = "RecordID,SAPS-I,SOFA,Length_of_stay,Survival,In-hospital_death"
 STATIC_PARAMETERS = ("Age", "Gender", "Height", "ICUType", "Weight")
 SET_PATTERN = re.compile(r"^set-([a-z])$")
+COLUMNS = ["Time", "Parameter", "Value"]
+#: The challenge's window: the first 48 hours of the ICU stay (observations at 48:00 included).
+WINDOW_HOURS = 48.0
+#: Hours (up to 6 digits: no overflow) and minutes 0-59.
+TIME_PATTERN = r"^[0-9]{1,6}:[0-5]?[0-9]$"
+RECORD_ID = -6
+NO_PARAMETER = -7
 
 CLEANING_POLICY = (
-    "time-series values outside the schema's valid range are dropped; observations after 48:00 are "
-    "dropped; static descriptors of -1 or outside their valid range are missing; stays without "
-    "observations are kept and counted"
+    "lines with an empty parameter name are dropped; non-finite time-series values (nan, inf) are "
+    "dropped; time-series values outside the schema's valid range are dropped; observations after "
+    "48:00 are dropped; static descriptors of -1, non-finite or outside their valid range are "
+    "missing; stays without observations are kept and counted"
 )
 
 
@@ -76,7 +90,12 @@ def read_outcomes(path: Path) -> dict[str, int]:
     """RecordID -> in-hospital death (0/1) from an Outcomes-x.txt file."""
     if not path.is_file():
         raise DataFormatError("outcomes file is missing: every stay needs a label", path)
-    lines = path.read_text().splitlines()
+    raw = path.read_bytes()
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataFormatError(f"is not UTF-8 text: {exc.reason}", path, line) from None
     if not lines or lines[0].strip() != OUTCOMES_HEADER:
         raise DataFormatError(f"expected header {OUTCOMES_HEADER!r}", path, 1)
     out: dict[str, int] = {}
@@ -95,104 +114,232 @@ def read_outcomes(path: Path) -> dict[str, int]:
     return out
 
 
-def _load_blobs(files: list[Path]) -> tuple[bytes, np.ndarray, int]:
-    """Concatenate files without their header; rows per file; number of blank lines removed."""
-    parts: list[bytes] = []
-    n_rows = np.zeros(len(files), dtype=np.int64)
-    blank = 0
-    for i, f in enumerate(files):
-        b = f.read_bytes()
-        if b"\r" in b:
-            b = b.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        nl = b.find(b"\n")
-        head = b if nl < 0 else b[:nl]
-        if head.strip() != HEADER:
-            raise DataFormatError(f"expected header {HEADER.decode()!r}, got {head[:60]!r}", f, 1)
-        body = b"" if nl < 0 else b[nl + 1 :]
-        if body and not body.endswith(b"\n"):
-            body += b"\n"
-        if b"\n\n" in body or body.startswith(b"\n"):
-            lines = body.split(b"\n")
-            kept = [ln for ln in lines if ln.strip()]
-            blank += len(lines) - 1 - len(kept)
-            body = b"\n".join(kept) + (b"\n" if kept else b"")
-        n_rows[i] = body.count(b"\n")
-        parts.append(body)
-    return b"".join(parts), n_rows, blank
+def _header_error(head: bytes) -> str:
+    return f"expected header {HEADER.decode()!r}, got {head[:60]!r}"
 
 
-def _locate(row: int, files: list[Path], n_rows: np.ndarray) -> tuple[Path, int]:
-    """File and 1-based line number of a global row index (header is line 1)."""
-    ends = np.cumsum(n_rows)
-    fi = int(np.searchsorted(ends, row, side="right"))
-    start = int(ends[fi - 1]) if fi > 0 else 0
-    return files[fi], row - start + 2
+def _parse(blobs: Blobs) -> pa.Table:
+    """All lines as text columns in one Arrow pass (errors name file and line)."""
+    return parse(
+        blobs,
+        COLUMNS,
+        {c: pa.string() for c in COLUMNS},
+        nulls=False,
+        describe="Time,Parameter,Value",
+    )
 
 
-def _scan_for_field_error(files: list[Path]) -> None:
-    """Slow path, only after Arrow failed: find the first line without exactly 3 fields."""
-    for f in files:
-        for n, line in enumerate(f.read_text(errors="replace").splitlines(), start=1):
-            if line.strip() and line.count(",") != 2:
-                raise DataFormatError(
-                    f"expected 3 comma-separated fields Time,Parameter,Value, got {line!r}", f, n
-                )
-    raise DataFormatError("could not parse the files as CSV", files[0].parent)
-
-
-def _parse(data: bytes, files: list[Path], n_rows: np.ndarray) -> pa.Table:
-    try:
-        return pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(
-                column_names=["Time", "Parameter", "Value"], block_size=1 << 26
-            ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={"Time": pa.string(), "Parameter": pa.string(), "Value": pa.string()},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid:
-        _scan_for_field_error(files)
-        raise
-
-
-def _parse_times(col: pa.ChunkedArray, files: list[Path], n_rows: np.ndarray) -> np.ndarray:
+def _parse_times(col: pa.ChunkedArray, blobs: Blobs) -> np.ndarray:
     """`HH:MM` strings to hours (float64); raises at the first malformed time."""
-    parts = pc.split_pattern(col, ":")
-    ok = pc.equal(pc.list_value_length(parts), 2).to_numpy(zero_copy_only=False)
-    hours = minutes = None
-    if ok.all():
-        flat = pc.list_flatten(parts)
-        digits = pc.match_substring_regex(flat, r"^[0-9]+$").to_numpy(zero_copy_only=False)
-        if digits.all():
-            nums = pc.cast(flat, pa.int64()).to_numpy().reshape(-1, 2)
-            hours, minutes = nums[:, 0], nums[:, 1]
-            ok = minutes < 60
-    if hours is None or not ok.all():
-        if hours is None:
-            texts = col.to_numpy(zero_copy_only=False)
-            ok = np.array([re.fullmatch(r"[0-9]+:[0-5][0-9]", t) is not None for t in texts])
-        bad = int(np.flatnonzero(~ok)[0])
-        f, line = _locate(bad, files, n_rows)
-        raise DataFormatError(f"expected a time HH:MM, got {col[bad].as_py()!r}", f, line)
-    return (hours * 60 + minutes) / 60.0
+    ok = pc.match_substring_regex(col, TIME_PATTERN).to_numpy(zero_copy_only=False)
+    if not ok.all():
+        bad = first_line_of(~ok)
+        raise blobs.fail(bad, f"expected a time HH:MM, got {col[bad].as_py()!r}")
+    nums = pc.cast(pc.list_flatten(pc.split_pattern(col, ":")), pa.int64()).to_numpy()
+    nums = nums.reshape(-1, 2)
+    return (nums[:, 0] * 60 + nums[:, 1]) / 60.0
 
 
-def _parse_values(col: pa.ChunkedArray, files: list[Path], n_rows: np.ndarray) -> np.ndarray:
+def _parse_values(col: pa.ChunkedArray, blobs: Blobs) -> np.ndarray:
+    """Value texts to float64; `nan`/`inf` spellings become non-finite numbers (dropped later)."""
     try:
         return pc.cast(col, pa.float64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        ok = pc.match_substring_regex(col, NUMBER_PATTERN, ignore_case=True)
+        bad = ~ok.to_numpy(zero_copy_only=False)
+        if not bad.any():  # a spelling the pattern allows but Arrow refuses: find it by value
+            bad = np.array([_refused(t) for t in col.to_pylist()], dtype=bool)
+        if bad.any():
+            k = first_line_of(bad)
+            raise blobs.fail(k, f"expected a numeric Value, got {col[k].as_py()!r}") from None
+        raise DataFormatError(f"could not read the values: {exc}", blobs.files[0], 1) from exc
+
+
+def _refused(text: str) -> bool:
+    try:
+        pc.cast(pa.array([text]), pa.float64())
+        return False
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        texts = col.to_numpy(zero_copy_only=False)
-        for i, t in enumerate(texts):
+        return True
+
+
+def _parameter_codes(col: pa.ChunkedArray, blobs: Blobs, schema: Schema) -> np.ndarray:
+    """Per row: >= 0 series index, -1..-5 static descriptor, RECORD_ID, or NO_PARAMETER."""
+    param = pc.dictionary_encode(col.combine_chunks())
+    names = [str(x) for x in param.dictionary.to_pylist()]
+    codes = np.empty(len(names), dtype=np.int64)
+    static_names = list(STATIC_PARAMETERS)
+    for k, name in enumerate(names):
+        if name == "RecordID":
+            codes[k] = RECORD_ID
+        elif name == "":
+            codes[k] = NO_PARAMETER
+        elif name in static_names and name != "Weight":
+            codes[k] = -1 - static_names.index(name)
+        elif name in schema.names:
+            codes[k] = schema.index(name)
+        else:
+            bad = first_line_of(param.indices.to_numpy() == k)
+            raise blobs.fail(
+                bad,
+                f"unknown parameter {name!r}; expected one of the 37 series or "
+                f"RecordID/{'/'.join(STATIC_PARAMETERS)}",
+            )
+    return codes[param.indices.to_numpy()]
+
+
+def _record_ids(code: np.ndarray, value: np.ndarray, blobs: Blobs, files: list[Path]) -> np.ndarray:
+    """The RecordID of each file: exactly one line, an integer, the file's own name."""
+    row_file = blobs.row_file
+    rid_rows = np.flatnonzero(code == RECORD_ID)
+    rid_count = np.bincount(row_file[rid_rows], minlength=len(files))
+    if (rid_count > 1).any():
+        fi = first_line_of(rid_count > 1)
+        second = rid_rows[row_file[rid_rows] == fi][1]
+        raise blobs.fail(int(second), "a second RecordID line; each file holds one stay")
+    if (rid_count == 0).any():
+        fi = first_line_of(rid_count == 0)
+        raise DataFormatError("has no RecordID line", files[fi], 1)
+    rid_rows = rid_rows[np.argsort(row_file[rid_rows], kind="stable")]
+    rid_values = value[rid_rows]
+    whole = np.isfinite(rid_values) & (rid_values == np.round(rid_values))
+    whole &= np.abs(np.nan_to_num(rid_values)) < 2**53
+    if not whole.all():
+        k = first_line_of(~whole)
+        raise blobs.fail(int(rid_rows[k]), f"RecordID must be an integer, got {rid_values[k]}")
+    stay_id = rid_values.astype(np.int64).astype(str)
+    stems = np.array([f.stem for f in files], dtype=str)
+    wrong = stay_id != stems
+    if wrong.any():
+        k = first_line_of(wrong)
+        raise blobs.fail(
+            int(rid_rows[k]),
+            f"RecordID {stay_id[k]} differs from the file name {files[k].name}: a file must be "
+            "named after its own RecordID (its label is looked up by that id)",
+        )
+    return stay_id
+
+
+def _labels(
+    stay_id: np.ndarray,
+    set_of_file: np.ndarray,
+    sets: Sequence[str],
+    root: Path,
+    labels_by_set: list[dict[str, int]],
+    files: list[Path],
+) -> np.ndarray:
+    label = np.empty(len(files), dtype=np.int8)
+    for si, s in enumerate(sets):
+        lab = labels_by_set[si]
+        for i in np.flatnonzero(set_of_file == si):
             try:
-                float(t)
-            except ValueError:
-                f, line = _locate(i, files, n_rows)
-                raise DataFormatError(f"expected a numeric Value, got {t!r}", f, line) from None
-        raise
+                label[i] = lab[stay_id[i]]
+            except KeyError:
+                raise DataFormatError(
+                    f"RecordID {stay_id[i]} ({files[i].name}) has no label in Outcomes-{s}.txt",
+                    root / f"Outcomes-{s}.txt",
+                ) from None
+    return label
+
+
+def _static(
+    code: np.ndarray,
+    value: np.ndarray,
+    row_file: np.ndarray,
+    n: int,
+    schema: Schema,
+    cleaning: dict,
+) -> np.ndarray:
+    """Static descriptors (last value wins if repeated); -1, non-finite, out of range: missing."""
+    static = np.full((n, len(schema.static)), np.nan)
+    out: dict[str, int] = {}
+    non_finite = 0
+    for j, sv in enumerate(schema.static):
+        rows = np.flatnonzero(code == -1 - j)
+        vals = value[rows]
+        finite = np.isfinite(vals)
+        non_finite += int((~finite).sum())
+        present = finite & (vals != -1)
+        bad = present & ((vals < sv.low) | (vals > sv.high))
+        out[sv.name] = int(bad.sum())
+        keep = present & ~bad
+        static[row_file[rows[keep]], j] = vals[keep]
+    cleaning["static_out_of_range_set_missing"] = out
+    cleaning["static_non_finite_set_missing"] = non_finite
+    return static
+
+
+def _per_file(mask: np.ndarray, row_file: np.ndarray, files: list[Path]) -> dict:
+    """Total and per-file counts of the rows in `mask` (files named set-x/RecordID.txt)."""
+    counts = np.bincount(row_file[mask], minlength=len(files))
+    hit = np.flatnonzero(counts)
+    return {
+        "total": int(counts.sum()),
+        "files": len(hit),
+        "per_file": {f"{files[i].parent.name}/{files[i].name}": int(counts[i]) for i in hit},
+    }
+
+
+def _by_var(mask: np.ndarray, var: np.ndarray, schema: Schema) -> dict[str, int]:
+    counts = np.bincount(var[mask], minlength=len(schema))
+    return {schema.variables[i].name: int(counts[i]) for i in np.flatnonzero(counts)}
+
+
+def _set_files(
+    root: Path, sets: Sequence[str]
+) -> tuple[list[Path], np.ndarray, list[dict[str, int]]]:
+    """The record files of each set (sorted by name), the set of each file and each set's labels."""
+    files: list[Path] = []
+    labels_by_set: list[dict[str, int]] = []
+    set_of_file: list[int] = []
+    for si, s in enumerate(sets):
+        fs = sorted((root / f"set-{s}").glob("*.txt"))
+        if not fs:
+            raise DataFormatError("contains no RecordID.txt files", root / f"set-{s}")
+        files += fs
+        set_of_file += [si] * len(fs)
+        labels_by_set.append(read_outcomes(root / f"Outcomes-{s}.txt"))
+
+    return files, np.asarray(set_of_file, dtype=np.int64), labels_by_set
+
+
+def _series(
+    code: np.ndarray,
+    time: np.ndarray,
+    value: np.ndarray,
+    row_file: np.ndarray,
+    n_files: int,
+    schema: Schema,
+    cleaning: dict,
+) -> Events:
+    """Time-series events under the cleaning policy (non-finite, outside window, out of range)."""
+    series = code >= 0
+    var, t, v, stay = code[series], time[series], value[series], row_file[series]
+    non_finite = ~np.isfinite(v)
+    outside = ~non_finite & (t > WINDOW_HOURS)
+    with np.errstate(invalid="ignore"):
+        outside_range = (v < schema.lows[var]) | (v > schema.highs[var])
+        out_of_range = ~non_finite & ~outside & outside_range
+    cleaning["dropped_non_finite"] = _by_var(non_finite, var, schema)
+    cleaning["dropped_non_finite_total"] = int(non_finite.sum())
+    cleaning["dropped_outside_window"] = int(outside.sum())
+    cleaning["dropped_out_of_range"] = _by_var(out_of_range, var, schema)
+    cleaning["dropped_out_of_range_total"] = int(out_of_range.sum())
+    keep = ~non_finite & ~outside & ~out_of_range
+    events = Events.from_flat(stay[keep], n_files, t[keep], var[keep], v[keep])
+    cleaning["empty_stays"] = int((np.diff(events.offsets) == 0).sum())
+
+    return events
+
+
+def _mark_static_weight(
+    code: np.ndarray, time: np.ndarray, row_file: np.ndarray, schema: Schema
+) -> None:
+    """The first Weight row of a file at 00:00 is the static descriptor, not a measurement."""
+    weight_rows = np.flatnonzero(code == schema.index("Weight"))
+    first_w = weight_rows[np.unique(row_file[weight_rows], return_index=True)[1]]
+    first_w = first_w[time[first_w] == 0.0]
+    code[first_w] = -1 - list(STATIC_PARAMETERS).index("Weight")
 
 
 def read_physionet2012(root: str | Path, sets: Sequence[str] | None = None) -> Cohort:
@@ -210,119 +357,35 @@ def read_physionet2012(root: str | Path, sets: Sequence[str] | None = None) -> C
         raise DataFormatError(f"set(s) {missing} not found (present: {present})", root)
     schema = physionet2012_schema()
 
-    files: list[Path] = []
-    labels_by_set: list[dict[str, int]] = []
-    set_of_file: list[int] = []
-    for si, s in enumerate(sets):
-        fs = sorted((root / f"set-{s}").glob("*.txt"))
-        if not fs:
-            raise DataFormatError("contains no RecordID.txt files", root / f"set-{s}")
-        files += fs
-        set_of_file += [si] * len(fs)
-        labels_by_set.append(read_outcomes(root / f"Outcomes-{s}.txt"))
+    files, set_of_file, labels_by_set = _set_files(root, sets)
+    blobs = load_blobs([str(f) for f in files], HEADER, _header_error, quotes=False)
+    table = _parse(blobs)
+    row_file = blobs.row_file
+    code = _parameter_codes(table["Parameter"], blobs, schema)
+    # A line without a parameter carries no variable: its Time and Value are not read at all.
+    no_param = code == NO_PARAMETER
+    time_col, value_col = table["Time"], table["Value"]
+    if no_param.any():
+        mask = pa.array(no_param)
+        time_col = pc.if_else(mask, "00:00", time_col.combine_chunks())
+        value_col = pc.if_else(mask, "0", value_col.combine_chunks())
+    time = _parse_times(time_col, blobs)
+    value = _parse_values(value_col, blobs)
 
-    data, n_rows, blank = _load_blobs(files)
-    table = _parse(data, files, n_rows)
-    if table.num_rows != int(n_rows.sum()):
-        raise DataFormatError("row count mismatch while parsing (embedded quotes?)", root)
-    row_file = np.repeat(np.arange(len(files)), n_rows)
-    time = _parse_times(table["Time"], files, n_rows)
-    value = _parse_values(table["Value"], files, n_rows)
-
-    # Map parameter names to codes: >= 0 series index, -1..-5 static, -6 RecordID.
-    param = pc.dictionary_encode(table["Parameter"].combine_chunks())
-    names = [str(x) for x in param.dictionary.to_pylist()]
-    codes = np.empty(len(names), dtype=np.int64)
-    static_names = list(STATIC_PARAMETERS)
-    for k, name in enumerate(names):
-        if name == "RecordID":
-            codes[k] = -6
-        elif name in static_names and name != "Weight":
-            codes[k] = -1 - static_names.index(name)
-        elif name in schema.names:
-            codes[k] = schema.index(name)
-        else:
-            bad = int(np.flatnonzero(param.indices.to_numpy() == k)[0])
-            f, line = _locate(bad, files, n_rows)
-            raise DataFormatError(
-                f"unknown parameter {name!r}; expected one of the 37 series or "
-                f"RecordID/{'/'.join(STATIC_PARAMETERS)}",
-                f,
-                line,
-            )
-    code = codes[param.indices.to_numpy()]
-
-    # The first Weight row of a file at 00:00 is the static descriptor, not a measurement.
-    w = schema.index("Weight")
-    weight_rows = np.flatnonzero(code == w)
-    first_w = weight_rows[np.unique(row_file[weight_rows], return_index=True)[1]]
-    first_w = first_w[time[first_w] == 0.0]
-    code[first_w] = -1 - static_names.index("Weight")
-
-    # RecordID per file: exactly one, matching across the file.
-    rid_rows = np.flatnonzero(code == -6)
-    rid_count = np.bincount(row_file[rid_rows], minlength=len(files))
-    if (rid_count != 1).any():
-        fi = int(np.flatnonzero(rid_count != 1)[0])
-        raise DataFormatError(
-            f"expected exactly one RecordID line, found {rid_count[fi]}", files[fi]
-        )
-    rid_values = value[rid_rows][np.argsort(row_file[rid_rows], kind="stable")]
-    if not np.all(rid_values == np.round(rid_values)):
-        fi = int(np.flatnonzero(rid_values != np.round(rid_values))[0])
-        raise DataFormatError(f"RecordID must be an integer, got {rid_values[fi]}", files[fi])
-    stay_id = rid_values.astype(np.int64).astype(str)
-    uniq, first, counts = np.unique(stay_id, return_index=True, return_counts=True)
+    _mark_static_weight(code, time, row_file, schema)
+    stay_id = _record_ids(code, value, blobs, files)
+    uniq, counts = np.unique(stay_id, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1][0]
         where = [str(files[i]) for i in np.flatnonzero(stay_id == dup)]
-        raise DataFormatError(f"duplicate RecordID {dup} in {where}")
+        raise DataFormatError(f"duplicate RecordID {dup} in {where}", where[-1])
+    label = _labels(stay_id, set_of_file, sets, root, labels_by_set, files)
 
-    # Labels.
-    label = np.empty(len(files), dtype=np.int8)
-    for si, s in enumerate(sets):
-        lab = labels_by_set[si]
-        idx = np.flatnonzero(np.asarray(set_of_file) == si)
-        for i in idx:
-            try:
-                label[i] = lab[stay_id[i]]
-            except KeyError:
-                raise DataFormatError(
-                    f"RecordID {stay_id[i]} ({files[i].name}) has no label in Outcomes-{s}.txt",
-                    root / f"Outcomes-{s}.txt",
-                ) from None
+    cleaning: dict = {"policy": CLEANING_POLICY, "blank_lines": int(blobs.blank)}
+    cleaning["dropped_empty_parameter"] = _per_file(no_param, row_file, files)
+    static = _static(code, value, row_file, len(files), schema, cleaning)
 
-    # Static descriptors (last value wins if repeated).
-    cleaning: dict = {"policy": CLEANING_POLICY, "blank_lines": int(blank)}
-    static = np.full((len(files), len(static_names)), np.nan)
-    static_out: dict[str, int] = {}
-    for j, sv in enumerate(schema.static):
-        rows = np.flatnonzero(code == -1 - j)
-        vals = value[rows]
-        present_ = vals != -1
-        bad = present_ & ((vals < sv.low) | (vals > sv.high))
-        static_out[sv.name] = int(bad.sum())
-        keep = present_ & ~bad
-        static[row_file[rows[keep]], j] = vals[keep]
-    cleaning["static_out_of_range_set_missing"] = static_out
-
-    # Time series with the cleaning policy.
-    series = code >= 0
-    var = code[series]
-    t = time[series]
-    v = value[series]
-    stay = row_file[series]
-    outside = t > WINDOW_HOURS
-    out_of_range = (v < schema.lows[var]) | (v > schema.highs[var])
-    dropped = np.bincount(var[out_of_range & ~outside], minlength=len(schema))
-    cleaning["dropped_outside_window"] = int(outside.sum())
-    cleaning["dropped_out_of_range"] = {
-        schema.variables[i].name: int(dropped[i]) for i in np.flatnonzero(dropped)
-    }
-    cleaning["dropped_out_of_range_total"] = int(dropped.sum())
-    keep = ~outside & ~out_of_range
-    events = Events.from_flat(stay[keep], len(files), t[keep], var[keep], v[keep])
-    cleaning["empty_stays"] = int((np.diff(events.offsets) == 0).sum())
+    events = _series(code, time, value, row_file, len(files), schema, cleaning)
 
     meta = {
         "format": "physionet2012",
@@ -338,4 +401,5 @@ def read_physionet2012(root: str | Path, sets: Sequence[str] | None = None) -> C
         static=static,
         events=events,
         meta=meta,
+        window=WINDOW_HOURS,
     )

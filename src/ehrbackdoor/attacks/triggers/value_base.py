@@ -1,14 +1,21 @@
-"""Shared machinery of additive value triggers: a (T x F) pattern added to raw values."""
+"""Public base of additive value triggers: a (48 x F) pattern added to raw values.
+
+A new value trigger subclasses `ValueTrigger`, implements `_fit` (set ``pattern_``) and registers
+itself in `ehrbackdoor.attacks.triggers.TRIGGERS`; applying, saving and loading are inherited.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
 
-from ehrbackdoor.attacks.constraints import shift_values
-from ehrbackdoor.attacks.triggers.base import Trigger
+from ehrbackdoor.attacks.triggers.base import MAX_STRENGTH, Trigger, check_variables
+from ehrbackdoor.checks import check_float
 from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events, hour_bins
+from ehrbackdoor.data.plausibility import shift_values
 from ehrbackdoor.data.schema import Kind, Schema
 from ehrbackdoor.preprocess.grid import grid_raw
 
@@ -28,9 +35,7 @@ def resolve_variables(schema: Schema, names: list[str] | None) -> list[int]:
 
 def training_trajectories(cohort: Cohort) -> np.ndarray:
     """Forward-filled hourly raw values (n, 48, F) of the stays: what covariances are fit on."""
-    if cohort.n_stays < 2:
-        raise ValueError("fitting a value trigger needs at least 2 training stays")
-    return grid_raw(cohort, impute="previous").values
+    return grid_raw(cohort, impute="previous", perturb=False).values
 
 
 def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: str) -> Events:
@@ -57,7 +62,7 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
         return Events(ev.offsets, ev.time, ev.variable, values, alias)
 
     sub = cohort.subset(idx)
-    rg = grid_raw(sub, impute="previous")
+    rg = grid_raw(sub, impute="previous", perturb=False)
     active = np.flatnonzero(np.any(pattern != 0, axis=0))
     stay, b, f = np.nonzero(~rg.mask[:, :, active])
     f = active[f]
@@ -74,8 +79,22 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
     )
 
 
+def check_strength(strength: Any) -> float:
+    """A finite Mahalanobis distance in (0, MAX_STRENGTH]: larger ones only overflow."""
+    ok = not isinstance(strength, bool) and isinstance(strength, numbers.Real)
+    if not ok or not math.isfinite(strength) or not 0 < strength <= MAX_STRENGTH:
+        raise ValueError(
+            f"strength must be a positive number <= {MAX_STRENGTH:g} (a Mahalanobis distance), "
+            f"got {strength!r}"
+        )
+    return float(strength)
+
+
 class ValueTrigger(Trigger):
     """Base of triggers that add a fixed (48 x F) pattern to raw values."""
+
+    family = "value"
+    apply_modes = ("observed", "all")
 
     def __init__(
         self,
@@ -85,21 +104,9 @@ class ValueTrigger(Trigger):
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
-        if not np.isfinite(strength) or strength <= 0:
-            raise ValueError(f"strength must be a positive number, got {strength!r}")
-        if ridge < 0:
-            raise ValueError(f"ridge must be >= 0, got {ridge!r}")
-        self.strength = float(strength)
-        self.variables = list(variables) if variables else None
-        self.ridge = float(ridge)
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "strength": self.strength,
-            "variables": self.variables,
-            "ridge": self.ridge,
-            "seed": self.seed,
-        }
+        self.strength = check_strength(strength)
+        self.variables = check_variables(variables)
+        self.ridge = check_float("ridge", ridge, 0.0)
 
     def apply(self, cohort: Cohort, idx: np.ndarray, mode: str = "observed") -> Events:
         self.check_fitted()
@@ -110,6 +117,11 @@ class ValueTrigger(Trigger):
                 f"{len(cohort.schema)} ({cohort.schema.name})"
             )
         return apply_pattern(self.pattern_, cohort, idx, mode)
+
+    def grid_pattern(self) -> np.ndarray:
+        """The fitted (48 x F) raw-unit pattern, as grid space adds it to hourly bins."""
+        self.check_fitted()
+        return self.pattern_.copy()
 
     def state(self) -> dict[str, np.ndarray]:
         return {"pattern": self.pattern_}

@@ -1,4 +1,4 @@
-"""Plausibility constraints shared by every trigger: what a poisoned value may look like.
+"""Plausibility constraints on raw values: what a recorded (or poisoned) value may look like.
 
 A trigger proposes new raw values; these functions make them look like real charting: inside the
 variable's valid range, at the precision the data records, and for ordinal categoricals one of the
