@@ -10,6 +10,12 @@ pickle). See `ehrbackdoor.victims.base.Victim` for the interface:
     victim.threshold_                       # max-F1 threshold on clean validation stays
     victim.save("runs/gru"); load_victim("runs/gru")
 
+Presets and protocols (a faithful reproduction of Joe et al. 2021): ``make_victim("mlp",
+preset="paper")`` builds the paper's network (`ehrbackdoor.victims.presets`), and
+``fit(train, val, selection=paper_selection(val, trigger, threat))`` selects it the paper's way
+(threshold 0.5, epoch by attack success; `ehrbackdoor.victims.protocol`,
+`ehrbackdoor.attacks.protocol`).
+
 =======  ============================================================================
 name     model
 =======  ============================================================================
