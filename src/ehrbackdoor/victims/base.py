@@ -32,6 +32,7 @@ from ehrbackdoor.checks import check_bool, check_choice, check_float, check_int 
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_text
 from ehrbackdoor.metrics import auprc, auroc, choose_threshold
+from ehrbackdoor.victims.protocol import PAPER_THRESHOLD, Selection, as_selection
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -128,18 +129,31 @@ class Victim(Component, ABC):
     weights_kind: ClassVar[str] = "numpy"
 
     # ------------------------------------------------------------------ public API
-    def fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None = None) -> Self:
+    def fit(
+        self,
+        train: Cohort,
+        val: Cohort,
+        progress: ProgressFn | None = None,
+        selection: Selection | str | None = None,
+    ) -> Self:
         """Fit preprocessing and model on `train`, select the model and threshold on clean `val`.
 
         `progress(step, val_auprc)` is called after each epoch (networks), each boosting chunk
-        (gbdt) or each regularisation candidate (lr).
+        (gbdt) or each regularisation candidate (lr). `selection` is the evaluation protocol
+        (`ehrbackdoor.victims.protocol`): None / "honest" (default) or a paper `Selection`.
         """
+        selection = as_selection(selection)
         check_cohort(train, "train", labels=True, both_classes=True)
         check_cohort(val, "val", labels=True, both_classes=True)
         if train.schema.name != val.schema.name:
             raise ValueError(
                 f"train and val cohorts use different schemas: {train.schema.name!r} vs "
                 f"{val.schema.name!r}"
+            )
+        trig = selection.triggered_val
+        if trig is not None and trig.schema.name != train.schema.name:
+            raise ValueError(
+                f"triggered_val uses schema {trig.schema.name!r}, train {train.schema.name!r}"
             )
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be callable or None, got {progress!r}")
@@ -148,12 +162,22 @@ class Victim(Component, ABC):
         self.schema_ = train.schema.name
         self.n_variables_ = len(train.schema)
         self.n_static_ = len(train.schema.static)
-        info = self._fit(train, val, progress) or {}
+        self._selection = selection  # read by _fit; never saved
+        try:
+            info = self._fit(train, val, progress) or {}
+        finally:
+            del self._selection
         y_val = check_labels(val, "val")
         p_val = np.asarray(self._predict_proba(val), dtype=np.float64).reshape(-1)
-        self.threshold_ = float(choose_threshold(y_val, p_val, rule="max_f1"))
+        if selection.is_paper:
+            self.threshold_ = PAPER_THRESHOLD
+        else:
+            self.threshold_ = float(choose_threshold(y_val, p_val, rule="max_f1"))
+        info.setdefault("selection", {"protocol": selection.protocol})
+        info["selection"].setdefault("threshold", self.threshold_)
         self.fit_info_ = {
             **info,
+            "protocol": selection.protocol,
             "n_train": int(train.n_stays),
             "n_val": int(val.n_stays),
             "val_auroc": float(auroc(y_val, p_val)),

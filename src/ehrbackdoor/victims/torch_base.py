@@ -18,15 +18,41 @@ from torch import nn
 
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.victims.base import ProgressFn, Victim, check_bool, check_float, check_int
+from ehrbackdoor.victims.protocol import HONEST
 from ehrbackdoor.victims.training import (
+    EpochSelector,
     TrainConfig,
     default_device,
+    make_selector,
     predict_logits,
     sigmoid,
     to_tensors,
     torch_session,
     train_model,
 )
+
+
+def check_class_weight(value: object) -> None:
+    """None, or two positive loss weights (class 0, class 1)."""
+    if value is None:
+        return
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"class_weight must be None or [w0, w1], got {value!r}")
+    for w in value:
+        check_float("class_weight", w, 0.0, low_open=True)
+
+
+def check_head_classes(value: object) -> None:
+    """1 (one logit) or 2 (a 2-class softmax head, whose logit difference is used)."""
+    if isinstance(value, bool) or value not in (1, 2):
+        raise ValueError(f"head_classes must be 1 or 2, got {value!r}")
+
+
+def two_class_logit(out: torch.Tensor) -> torch.Tensor:
+    """The logit of class 1 from a (..., 1) or (..., 2) head: P(1) = sigmoid(l1 - l0)."""
+    if out.shape[-1] == 2:
+        return out[..., 1] - out[..., 0]
+    return out.squeeze(-1)
 
 
 class TorchVictim(Victim):
@@ -82,20 +108,35 @@ class TorchVictim(Victim):
             grad_clip=self.grad_clip,
             ema=self.ema,
             seed=self.seed,
+            class_weight=getattr(self, "class_weight", None),
         )
+        selector, rule = self._selector(val)
         with torch_session(self.seed, device):
             self.model_ = self._build().to(device)
             result = train_model(
-                self.model_, x_train, train.label, x_val, val.label, config, device, progress
+                self.model_, x_train, train.label, x_val, val.label, config, device, progress,
+                selector=selector,
             )
         self.device_ = device
+        if selector is None:
+            protocol = getattr(self, "_selection", HONEST).protocol
+            selection = {"protocol": protocol, "rule": "val_auprc"}
+        else:
+            selection = selector.chooser.summary(rule)
+        selection["selected_epoch"] = result.best_epoch
         return {
+            "selection": selection,
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.history),
             "best_val_auprc_during_training": result.best_val_auprc,
             "history": result.history,
             "device": device.type,
         }
+
+    def _selector(self, val: Cohort) -> tuple[EpochSelector | None, str | None]:
+        """The paper protocol's epoch selector for this victim, or (None, None)."""
+        selection = getattr(self, "_selection", HONEST)
+        return make_selector(selection, self.name, val.label, self._inputs)
 
     def _run(self, cohort: Cohort, embed: bool) -> np.ndarray:
         inputs = self._inputs(cohort)
