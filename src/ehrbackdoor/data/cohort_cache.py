@@ -1,0 +1,183 @@
+"""Parsed-cohort cache: a data directory is parsed once, later commands read one .npz.
+
+Parsing thousands of text files costs seconds in every command; the parsed cohort, stored
+column-wise as an uncompressed .npz (the `Cohort.save` arrays, read back with `Cohort.load`, never
+unpickled), loads in tens of milliseconds.
+
+Key (never a stale cohort): sha256 over the resolved source path, every file under it (relative
+path, size, mtime_ns, ctime_ns, inode; any added, removed, replaced or modified file - data or
+outcomes - changes it), the ehrbackdoor version and the source text of the data readers (a change
+to parsing invalidates too). The sources are fingerprinted before and after parsing and the result
+is stored only if nothing changed meanwhile and no file was modified in the last 2 seconds (a later
+write within the file system's timestamp granularity could otherwise go unseen). Files are written
+atomically (temporary file + rename), so concurrent processes never see a partial entry; an
+unreadable entry is re-parsed, never fatal.
+
+Also remembered: each loaded cohort's `Cohort.content_hash()`, so downstream caches need not
+re-hash millions of events (`content_hash_of`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ehrbackdoor.cachedir import CacheDir, enforce_limit, resolve_cache_dir, touch
+from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.io import atomic_savez
+
+#: Bump when the stored layout changes.
+COHORT_CACHE_VERSION = 1
+#: Files modified this recently (seconds) make a parse uncacheable (timestamp granularity).
+RACY_SECONDS = 2.0
+_KEY = "__cache_key__"
+_HASH = "__content_hash__"
+
+log = logging.getLogger(__name__)
+_HASHES: weakref.WeakKeyDictionary[Cohort, str] = weakref.WeakKeyDictionary()
+
+
+def content_hash_of(cohort: Cohort) -> str:
+    """`cohort.content_hash()`, remembered for cohorts this process loaded or hashed already.
+
+    Safe because cohorts are never changed in place (every transformation returns a new one) and
+    cached cohorts' arrays are read-only.
+    """
+    h = _HASHES.get(cohort)
+    if h is None:
+        h = cohort.content_hash()
+        _HASHES[cohort] = h
+    return h
+
+
+def _code_fingerprint() -> str:
+    import ehrbackdoor
+
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256(str(getattr(ehrbackdoor, "__version__", "")).encode())
+    files = sorted(here.glob("*.py")) + sorted((here / "readers").glob("*.py"))
+    for p in files:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def source_fingerprint(path: Path) -> tuple[str, int]:
+    """(sha256 of every file's path and stat under `path`, newest mtime/ctime in ns)."""
+    path = Path(path).resolve()
+    h = hashlib.sha256(str(path).encode())
+    newest = 0
+    if path.is_file():
+        entries = [(path.name, path.stat())]
+    else:
+        entries = []
+        for dirpath, dirs, names in os.walk(path, followlinks=False):
+            dirs.sort()
+            rel = os.path.relpath(dirpath, path)
+            for name in sorted(names):
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except OSError:  # a dangling link: part of the key as such
+                    entries.append((os.path.join(rel, name) + "\0dangling", None))
+                    continue
+                entries.append((os.path.join(rel, name), st))
+    for rel, st in entries:
+        if st is None:
+            h.update(rel.encode() + b"\n")
+            continue
+        h.update(
+            f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode()
+        )
+        newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+    return h.hexdigest(), newest
+
+
+def _entry_key(fmt: str, fingerprint: str) -> str:
+    payload = json.dumps(
+        {"format": fmt, "sources": fingerprint, "code": _code_fingerprint(),
+         "version": COHORT_CACHE_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _arrays(cohort: Cohort) -> dict[str, np.ndarray]:
+    """What `Cohort.save` writes (read back by `Cohort.load`)."""
+    e = cohort.events
+    return {
+        "stay_id": cohort.stay_id.astype(str),
+        "label": cohort.label,
+        "static": cohort.static,
+        "offsets": e.offsets,
+        "time": e.time,
+        "variable": e.variable,
+        "value": e.value,
+        "alias": e.alias,
+        "modified": cohort.modified,
+        "schema": np.array(cohort.schema.name),
+        "meta": np.array(json.dumps(cohort.meta)),
+    }
+
+
+def _freeze(cohort: Cohort) -> None:
+    e = cohort.events
+    for a in (cohort.stay_id, cohort.label, cohort.static, cohort.modified, e.offsets, e.time,
+              e.variable, e.value, e.alias):
+        a.flags.writeable = False
+
+
+def _load(path: Path, key: str) -> Cohort | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if _KEY not in z.files or str(z[_KEY]) != key:
+                log.warning("cohort cache file %s does not carry its key: re-parsing", path)
+                return None
+            content = str(z[_HASH])
+        cohort = Cohort.load(path)
+    except Exception as exc:  # a corrupt cache must never be fatal
+        log.warning("unreadable cohort cache file %s (%s): re-parsing", path, exc)
+        return None
+    _freeze(cohort)
+    _HASHES[cohort] = content
+    touch(path)
+    return cohort
+
+
+def cached_cohort(
+    path: str | Path, fmt: str, parse: Callable[[], Cohort], cache_dir: CacheDir = None
+) -> Cohort:
+    """The cohort `parse()` reads from `path` (format `fmt`), from the cache when unchanged."""
+    root = resolve_cache_dir(cache_dir)
+    if root is None:
+        return parse()
+    fingerprint, _ = source_fingerprint(Path(path))
+    key = _entry_key(fmt, fingerprint)
+    file = root / "cohort" / f"{fmt}-{key}.npz"
+    hit = _load(file, key)
+    if hit is not None:
+        return hit
+    cohort = parse()
+    _freeze(cohort)  # hit or miss, callers get the same read-only arrays
+    after, newest = source_fingerprint(Path(path))
+    if after != fingerprint:
+        log.warning("%s changed while it was read: not caching the cohort", path)
+        return cohort
+    if time.time_ns() - newest < RACY_SECONDS * 1e9:
+        return cohort  # too fresh to trust its timestamps; the next command will cache it
+    content = content_hash_of(cohort)
+    try:
+        atomic_savez(file, {**_arrays(cohort), _KEY: np.array(key), _HASH: np.array(content)})
+        enforce_limit(cache_dir, keep=[file])
+    except OSError as exc:  # read-only or full disk: the cohort is still good
+        warnings.warn(f"could not write cohort cache {file}: {exc}", stacklevel=2)
+    return cohort
