@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-
 _UMASK_LOCK = threading.Lock()
 
 
