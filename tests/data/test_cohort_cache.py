@@ -160,3 +160,19 @@ def test_disabled(source, parses, monkeypatch, tmp_path) -> None:
     load_cohort(source)
     assert parses == [1, 1] and not (tmp_path / "cache").exists()
 
+
+
+def test_remembered_digests_are_true_and_only_for_read_only_cohorts(source, tmp_path) -> None:
+    load_cohort(source)
+    hit = load_cohort(source)
+    assert hit in cohort_cache._DIGESTS and hit in cohort_cache._HASHES
+    np.testing.assert_array_equal(cohort_cache.stay_digests_of(hit),
+                                  cohort_cache.stay_digests(hit))
+    from ehrbackdoor.data.readers.physionet2012 import read_physionet2012
+
+    mutable = read_physionet2012(source)
+    before = cohort_cache.stay_digests_of(mutable)
+    h0 = cohort_cache.content_hash_of(mutable)
+    mutable.events.value[0] += 1.0  # in-place change of a writeable cohort: never a stale memo
+    assert cohort_cache.stay_digests_of(mutable)[0] != before[0]
+    assert cohort_cache.content_hash_of(mutable) != h0

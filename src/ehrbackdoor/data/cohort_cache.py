@@ -44,19 +44,67 @@ _HASH = "__content_hash__"
 
 log = logging.getLogger(__name__)
 _HASHES: weakref.WeakKeyDictionary[Cohort, str] = weakref.WeakKeyDictionary()
+_DIGESTS: weakref.WeakKeyDictionary[Cohort, np.ndarray] = weakref.WeakKeyDictionary()
+_STAYS = "__stay_digests__"
+DIGEST_BYTES = 16
 
 
 def content_hash_of(cohort: Cohort) -> str:
-    """`cohort.content_hash()`, remembered for cohorts this process loaded or hashed already.
+    """`cohort.content_hash()`, remembered for read-only cohorts (those `load_cohort` returns).
 
-    Safe because cohorts are never changed in place (every transformation returns a new one) and
-    cached cohorts' arrays are read-only.
+    Only cohorts whose arrays cannot be written are remembered, so a memo can never go stale.
     """
     h = _HASHES.get(cohort)
     if h is None:
         h = cohort.content_hash()
-        _HASHES[cohort] = h
+        if _is_frozen(cohort):
+            _HASHES[cohort] = h
     return h
+
+
+def stay_digests(cohort: Cohort) -> np.ndarray:
+    """(n,) ``S16`` content digest of each stay (blake2b over its header and event slices)."""
+    e = cohort.events
+    n = cohort.n_stays
+    cols = [
+        memoryview(np.ascontiguousarray(a, dtype=dt)).cast("B")
+        for a, dt in ((e.time, "<f8"), (e.value, "<f8"), (e.variable, "<i2"), (e.alias, "i1"))
+    ]
+    sizes = (8, 8, 2, 1)
+    sid = np.asarray(cohort.stay_id).astype(str)
+    s = cohort.static.shape[1]
+    hdr = np.empty(n, dtype=[("len", "<i8"), ("label", "<i8"), ("static", "<f8", (s,)),
+                             ("id", sid.dtype.newbyteorder("<"))])
+    hdr["len"] = np.diff(e.offsets)
+    hdr["label"] = cohort.label
+    hdr["static"] = cohort.static
+    hdr["id"] = sid
+    hb = memoryview(hdr).cast("B")
+    hs = hdr.dtype.itemsize
+    off = np.asarray(e.offsets, dtype=np.int64).tolist()
+    (tb, vb, xb, ab), (ts, vs, xs, as_) = cols, sizes
+    blake = hashlib.blake2b
+    out = []
+    for i in range(n):
+        a, b = off[i], off[i + 1]
+        h = blake(hb[i * hs:(i + 1) * hs], digest_size=DIGEST_BYTES)
+        h.update(tb[a * ts:b * ts])
+        h.update(vb[a * vs:b * vs])
+        h.update(xb[a * xs:b * xs])
+        h.update(ab[a * as_:b * as_])
+        out.append(h.digest())
+    return np.frombuffer(b"".join(out), dtype=f"S{DIGEST_BYTES}") if n else np.empty(0, "S16")
+
+
+def stay_digests_of(cohort: Cohort) -> np.ndarray:
+    """`stay_digests`, remembered like `content_hash_of` (stored with cached cohorts)."""
+    d = _DIGESTS.get(cohort)
+    if d is None:
+        d = stay_digests(cohort)
+        d.flags.writeable = False
+        if _is_frozen(cohort):
+            _DIGESTS[cohort] = d
+    return d
 
 
 def _code_fingerprint() -> str:
@@ -100,9 +148,10 @@ def source_fingerprint(path: Path) -> tuple[str, int]:
     return h.hexdigest(), newest
 
 
-def _entry_key(fmt: str, fingerprint: str) -> str:
+def _entry_key(fingerprint: str) -> str:
+    """The format needs no part: it is a function of the files and the code, both in the key."""
     payload = json.dumps(
-        {"format": fmt, "sources": fingerprint, "code": _code_fingerprint(),
+        {"sources": fingerprint, "code": _code_fingerprint(),
          "version": COHORT_CACHE_VERSION},
         sort_keys=True,
     )
@@ -127,11 +176,29 @@ def _arrays(cohort: Cohort) -> dict[str, np.ndarray]:
     }
 
 
-def _freeze(cohort: Cohort) -> None:
+def _content_arrays(cohort: Cohort) -> tuple[np.ndarray, ...]:
     e = cohort.events
-    for a in (cohort.stay_id, cohort.label, cohort.static, cohort.modified, e.offsets, e.time,
-              e.variable, e.value, e.alias):
+    return (cohort.stay_id, cohort.label, cohort.static, cohort.modified, e.offsets, e.time,
+            e.variable, e.value, e.alias)
+
+
+def _freeze(cohort: Cohort) -> None:
+    for a in _content_arrays(cohort):
         a.flags.writeable = False
+
+
+def _is_frozen(cohort: Cohort) -> bool:
+    return all(not a.flags.writeable and not _base_writeable(a) for a in _content_arrays(cohort))
+
+
+def _base_writeable(a: np.ndarray) -> bool:
+    """Whether some array `a` is a view of could still be written (then `a` could change)."""
+    b = a.base
+    while b is not None:
+        if isinstance(b, np.ndarray) and b.flags.writeable:
+            return True
+        b = b.base if isinstance(b, np.ndarray) else None
+    return False
 
 
 def _load(path: Path, key: str) -> Cohort | None:
@@ -143,26 +210,32 @@ def _load(path: Path, key: str) -> Cohort | None:
                 log.warning("cohort cache file %s does not carry its key: re-parsing", path)
                 return None
             content = str(z[_HASH])
+            digests = z[_STAYS]
         cohort = Cohort.load(path)
     except Exception as exc:  # a corrupt cache must never be fatal
         log.warning("unreadable cohort cache file %s (%s): re-parsing", path, exc)
         return None
     _freeze(cohort)
+    if digests.dtype != np.dtype(f"S{DIGEST_BYTES}") or digests.shape != (cohort.n_stays,):
+        log.warning("cohort cache file %s has bad stay digests: re-parsing", path)
+        return None
+    digests.flags.writeable = False
     _HASHES[cohort] = content
+    _DIGESTS[cohort] = digests
     touch(path)
     return cohort
 
 
 def cached_cohort(
-    path: str | Path, fmt: str, parse: Callable[[], Cohort], cache_dir: CacheDir = None
+    path: str | Path, parse: Callable[[], Cohort], cache_dir: CacheDir = None
 ) -> Cohort:
-    """The cohort `parse()` reads from `path` (format `fmt`), from the cache when unchanged."""
+    """The cohort `parse()` reads from `path`, from the cache when no source file changed."""
     root = resolve_cache_dir(cache_dir)
     if root is None:
         return parse()
     fingerprint, _ = source_fingerprint(Path(path))
-    key = _entry_key(fmt, fingerprint)
-    file = root / "cohort" / f"{fmt}-{key}.npz"
+    key = _entry_key(fingerprint)
+    file = root / "cohort" / f"cohort-{key}.npz"
     hit = _load(file, key)
     if hit is not None:
         return hit
@@ -175,8 +248,10 @@ def cached_cohort(
     if time.time_ns() - newest < RACY_SECONDS * 1e9:
         return cohort  # too fresh to trust its timestamps; the next command will cache it
     content = content_hash_of(cohort)
+    digests = stay_digests_of(cohort)
     try:
-        atomic_savez(file, {**_arrays(cohort), _KEY: np.array(key), _HASH: np.array(content)})
+        atomic_savez(file, {**_arrays(cohort), _KEY: np.array(key), _HASH: np.array(content),
+                            _STAYS: digests})
         enforce_limit(cache_dir, keep=[file])
     except OSError as exc:  # read-only or full disk: the cohort is still good
         warnings.warn(f"could not write cohort cache {file}: {exc}", stacklevel=2)

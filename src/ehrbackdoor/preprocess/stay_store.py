@@ -27,6 +27,7 @@ import numpy as np
 
 from ehrbackdoor.cachedir import enforce_limit, touch
 from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.data.cohort_cache import stay_digests_of as stay_digests
 from ehrbackdoor.io import atomic_savez
 
 _DIGEST = "__digest__"
@@ -36,33 +37,6 @@ _RESERVED = (_DIGEST, _STORE, _SHARED)
 DIGEST_BYTES = 16
 
 log = logging.getLogger(__name__)
-
-
-def stay_digests(cohort: Cohort) -> np.ndarray:
-    """(n,) ``S16`` content digest of each stay (one blake2b call per stay over packed records)."""
-    e = cohort.events
-    n = cohort.n_stays
-    ev = np.empty(len(e.time), dtype=[("t", "<f8"), ("v", "<f8"), ("var", "<i2"), ("a", "i1")])
-    ev["t"], ev["v"], ev["var"], ev["a"] = e.time, e.value, e.variable, e.alias
-    sid = np.asarray(cohort.stay_id).astype(str)
-    s = cohort.static.shape[1]
-    hdr = np.empty(n, dtype=[("len", "<i8"), ("label", "<i8"), ("static", "<f8", (s,)),
-                             ("id", sid.dtype.newbyteorder("<"))])
-    hdr["len"] = np.diff(e.offsets)
-    hdr["label"] = cohort.label
-    hdr["static"] = cohort.static
-    hdr["id"] = sid
-    hb = memoryview(hdr).cast("B")
-    eb = memoryview(ev).cast("B")
-    hs, es = hdr.dtype.itemsize, ev.dtype.itemsize
-    off = (np.asarray(e.offsets, dtype=np.int64) * es).tolist()
-    blake = hashlib.blake2b
-    out = []
-    for i in range(n):
-        h = blake(hb[i * hs:(i + 1) * hs], digest_size=DIGEST_BYTES)
-        h.update(eb[off[i]:off[i + 1]])
-        out.append(h.digest())
-    return np.frombuffer(b"".join(out), dtype=f"S{DIGEST_BYTES}") if n else np.empty(0, "S16")
 
 
 class StayStore:
@@ -218,6 +192,9 @@ def _assemble(
                         raise ValueError(f"segments disagree on {k!r}")
                 else:
                     out[k] = v
+                continue
+            if len(take) == n and len(v) == n and np.array_equal(row[take], np.arange(n)):
+                out[k] = v  # the segment is exactly this cohort, in order: no copy
                 continue
             if k not in out:
                 out[k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
