@@ -8,13 +8,16 @@ benchmark numerically (its Discretizer and its feature extractor) and are vector
   benchmark's (n, 48, C + F) input. `grid_raw` -> `RawGrid`: per-variable float64 values for attacks.
 - `window_features` -> `Features`: the benchmark's 42 statistics per variable.
 - `FeatureScaler`, `GridScaler`: fit on training stays only; state as plain arrays.
-- `grid_cached`, `features_cached`, `cached`: content-hash keyed cache.
+- `grid_cached`, `features_cached` (per-stay, content-addressed), `cached` (whole results): the
+  on-disk cache; `cache_info`, `clear_cache` inspect and empty it (see `ehrbackdoor.cachedir`).
 """
 
 from ehrbackdoor.preprocess.cache import (
     CACHE_VERSION,
+    cache_info,
     cache_key,
     cached,
+    clear_cache,
     default_cache_dir,
     features_cached,
     grid_cached,
@@ -49,8 +52,10 @@ __all__ = [
     "Grid",
     "GridScaler",
     "RawGrid",
+    "cache_info",
     "cache_key",
     "cached",
+    "clear_cache",
     "column_names",
     "default_cache_dir",
     "discretize",
