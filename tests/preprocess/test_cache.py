@@ -254,3 +254,20 @@ def test_parse_size() -> None:
     assert parse_size("123") == 123 and parse_size("1.5k") == 1500
     with pytest.raises(ValueError):
         parse_size("lots")
+
+
+def test_hits_are_private_copy_on_write_maps(cohort, tmp_path: Path) -> None:
+    grid_cached(cohort, cache_dir=tmp_path)
+    hit = grid_cached(cohort, cache_dir=tmp_path)
+    assert type(hit.values) is np.ndarray
+    hit.values[0, 0, 0] += 100.0  # a victim may scale in place: that must not reach the cache
+    again = grid_cached(cohort, cache_dir=tmp_path)
+    _same_grid(again, discretize(cohort))
+
+
+def test_truncated_segment_that_still_indexes_is_recomputed(cohort, tmp_path: Path) -> None:
+    grid_cached(cohort, cache_dir=tmp_path)
+    (seg,) = _segments(tmp_path)
+    data = seg.read_bytes()
+    seg.write_bytes(data[: len(data) - 5000])  # the zip directory is gone too: index rejects it
+    _same_grid(grid_cached(cohort, cache_dir=tmp_path), discretize(cohort))

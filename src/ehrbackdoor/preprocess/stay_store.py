@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import struct
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -96,12 +98,13 @@ class StayStore:
         return [path, shared_path]
 
     def read(self, path: Path) -> tuple[dict[str, np.ndarray], Path]:
-        """Rows and shared fields of one segment, verified to belong to this store."""
+        """Rows (memory-mapped copy-on-write) and shared fields of one segment of this store."""
         with np.load(path, allow_pickle=False) as z:
             if str(z[_STORE]) != self.store_key:
                 raise ValueError(f"{path} belongs to another store")
-            arrays = {k: z[k] for k in z.files if k not in _RESERVED}
+            names = [k for k in z.files if k not in _RESERVED]
             shared_name = str(z[_SHARED])
+        arrays = _map_members(path, names)
         if not re.fullmatch(r"shared-[0-9a-f]{40}\.npz", shared_name):
             raise ValueError(f"{path} names a bad shared file")
         shared_path = self.directory / shared_name
@@ -112,6 +115,39 @@ class StayStore:
                 if k not in _RESERVED:
                     arrays[k] = z[k]
         return arrays, shared_path
+
+
+def _map_members(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Members of an uncompressed .npz as copy-on-write memory maps (no read, no copy).
+
+    Writes to the arrays stay private to the process. A member that is compressed or holds
+    objects is refused (ValueError), a truncated file fails to map.
+    """
+    out = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for name in names:
+            info = zf.getinfo(name + ".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{path}: {name} is compressed")
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{path}: bad local header for {name}")
+            n_name, n_extra = struct.unpack("<HH", local[26:30])
+            fh.seek(info.header_offset + 30 + n_name + n_extra)
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fh)
+            if dtype.hasobject:
+                raise ValueError(f"{path}: {name} holds objects")
+            if int(np.prod(shape)) == 0:
+                out[name] = np.empty(shape, dtype=dtype)
+                continue
+            mapped = np.memmap(path, dtype=dtype, mode="c", offset=fh.tell(), shape=shape,
+                               order="F" if fortran else "C")
+            out[name] = mapped.view(np.ndarray)  # a plain array; the map lives on as its base
+    return out
 
 
 def _rows(arrays: dict[str, np.ndarray], fields: Sequence[str], n: int) -> None:
