@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -68,7 +69,13 @@ def max_bytes(limit: int | None = None) -> int:
     if limit is not None:
         return int(limit)
     env = os.environ.get(ENV_MAX, "").strip()
-    return parse_size(env) if env else DEFAULT_MAX_BYTES
+    if not env:
+        return DEFAULT_MAX_BYTES
+    try:
+        return parse_size(env)
+    except ValueError as exc:  # a typo must not fail a finished computation
+        warnings.warn(f"${ENV_MAX}: {exc}; using the default {DEFAULT_MAX_BYTES}", stacklevel=2)
+        return DEFAULT_MAX_BYTES
 
 
 def _files(root: Path) -> list[tuple[Path, os.stat_result]]:

@@ -176,3 +176,19 @@ def test_remembered_digests_are_true_and_only_for_read_only_cohorts(source, tmp_
     mutable.events.value[0] += 1.0  # in-place change of a writeable cohort: never a stale memo
     assert cohort_cache.stay_digests_of(mutable)[0] != before[0]
     assert cohort_cache.content_hash_of(mutable) != h0
+
+
+def test_files_behind_a_linked_set_are_watched(tmp_path, parses) -> None:
+    real = write_dir(tmp_path / "real", {"100": record("100", ROWS)})
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "set-a").symlink_to(real / "set-a", target_is_directory=True)
+    (linked / "Outcomes-a.txt").symlink_to(real / "Outcomes-a.txt")
+    (linked / "set-a" / "loop").symlink_to(linked, target_is_directory=True)  # no endless walk
+    first = load_cohort(linked)
+    f = real / "set-a" / "100.txt"
+    f.write_text(f.read_text().replace("HR,85", "HR,99"))
+    _bump(f)
+    second = load_cohort(linked)
+    assert parses == [1, 1]
+    assert not np.array_equal(first.events.value, second.events.value)

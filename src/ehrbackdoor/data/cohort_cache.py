@@ -118,31 +118,49 @@ def _code_fingerprint() -> str:
     return h.hexdigest()
 
 
+def _walk(root: Path) -> list[tuple[str, os.stat_result | None]]:
+    """(relative path, stat) of every file under `root`, following links as the readers do
+    (a linked set-a/ is data too), each directory once (no loops); None for dangling links."""
+    out: list[tuple[str, os.stat_result | None]] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [("", root)]
+    while stack:
+        rel, d = stack.pop()
+        st = os.stat(d)
+        if (st.st_dev, st.st_ino) in seen:
+            out.append((rel + "/\0loop", None))
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            name = f"{rel}/{e.name}" if rel else e.name
+            try:
+                est = e.stat()  # follows links
+            except OSError:
+                out.append((name + "\0dangling", None))
+                continue
+            if e.is_dir():
+                stack.append((name, Path(e.path)))
+            else:
+                out.append((name, est))
+    out.sort(key=lambda x: x[0])
+    return out
+
+
 def source_fingerprint(path: Path) -> tuple[str, int]:
     """(sha256 of every file's path and stat under `path`, newest mtime/ctime in ns)."""
     path = Path(path).resolve()
     h = hashlib.sha256(str(path).encode())
     newest = 0
-    if path.is_file():
-        entries = [(path.name, path.stat())]
-    else:
-        entries = []
-        for dirpath, dirs, names in os.walk(path, followlinks=False):
-            dirs.sort()
-            rel = os.path.relpath(dirpath, path)
-            for name in sorted(names):
-                try:
-                    st = os.stat(os.path.join(dirpath, name))
-                except OSError:  # a dangling link: part of the key as such
-                    entries.append((os.path.join(rel, name) + "\0dangling", None))
-                    continue
-                entries.append((os.path.join(rel, name), st))
+    entries = [(path.name, path.stat())] if path.is_file() else _walk(path)
     for rel, st in entries:
         if st is None:
             h.update(rel.encode() + b"\n")
             continue
         h.update(
-            f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode()
+            f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0"
+            f"{st.st_dev}\n".encode()
         )
         newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
     return h.hexdigest(), newest
