@@ -165,7 +165,7 @@ def test_disabled(source, parses, monkeypatch, tmp_path) -> None:
 def test_remembered_digests_are_true_and_only_for_read_only_cohorts(source, tmp_path) -> None:
     load_cohort(source)
     hit = load_cohort(source)
-    assert hit in cohort_cache._DIGESTS and hit in cohort_cache._HASHES
+    assert hit in cohort_cache._DIGESTS
     np.testing.assert_array_equal(cohort_cache.stay_digests_of(hit),
                                   cohort_cache.stay_digests(hit))
     from ehrbackdoor.data.readers.physionet2012 import read_physionet2012

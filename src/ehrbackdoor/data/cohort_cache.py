@@ -13,8 +13,9 @@ write within the file system's timestamp granularity could otherwise go unseen).
 atomically (temporary file + rename), so concurrent processes never see a partial entry; an
 unreadable entry is re-parsed, never fatal.
 
-Also remembered: each loaded cohort's `Cohort.content_hash()`, so downstream caches need not
-re-hash millions of events (`content_hash_of`).
+Also stored: the per-stay content digests the preprocessing cache looks stays up by
+(`stay_digests_of`), so a cached cohort needs no re-hashing; `content_hash_of` remembers
+`Cohort.content_hash()` for read-only cohorts.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ COHORT_CACHE_VERSION = 1
 #: Files modified this recently (seconds) make a parse uncacheable (timestamp granularity).
 RACY_SECONDS = 2.0
 _KEY = "__cache_key__"
-_HASH = "__content_hash__"
 
 log = logging.getLogger(__name__)
 _HASHES: weakref.WeakKeyDictionary[Cohort, str] = weakref.WeakKeyDictionary()
@@ -227,7 +227,6 @@ def _load(path: Path, key: str) -> Cohort | None:
             if _KEY not in z.files or str(z[_KEY]) != key:
                 log.warning("cohort cache file %s does not carry its key: re-parsing", path)
                 return None
-            content = str(z[_HASH])
             digests = z[_STAYS]
         cohort = Cohort.load(path)
     except Exception as exc:  # a corrupt cache must never be fatal
@@ -238,7 +237,6 @@ def _load(path: Path, key: str) -> Cohort | None:
         log.warning("cohort cache file %s has bad stay digests: re-parsing", path)
         return None
     digests.flags.writeable = False
-    _HASHES[cohort] = content
     _DIGESTS[cohort] = digests
     touch(path)
     return cohort
@@ -265,11 +263,9 @@ def cached_cohort(
         return cohort
     if time.time_ns() - newest < RACY_SECONDS * 1e9:
         return cohort  # too fresh to trust its timestamps; the next command will cache it
-    content = content_hash_of(cohort)
     digests = stay_digests_of(cohort)
     try:
-        atomic_savez(file, {**_arrays(cohort), _KEY: np.array(key), _HASH: np.array(content),
-                            _STAYS: digests})
+        atomic_savez(file, {**_arrays(cohort), _KEY: np.array(key), _STAYS: digests})
         enforce_limit(cache_dir, keep=[file])
     except OSError as exc:  # read-only or full disk: the cohort is still good
         warnings.warn(f"could not write cohort cache {file}: {exc}", stacklevel=2)
