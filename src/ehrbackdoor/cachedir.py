@@ -115,8 +115,9 @@ def enforce_limit(
 ) -> int:
     """Delete least recently used files until the cache fits its cap; returns bytes freed.
 
-    Files in `keep` (what the caller just wrote or read) go last. Temporary files of writers in
-    progress (``*.tmp`` younger than an hour) are never touched.
+    Files in `keep` (what the caller just wrote or used) are never deleted, so the cache can
+    exceed its cap by one working set. Temporary files of writers in progress (``*.tmp`` younger
+    than an hour) are never touched.
     """
     root = resolve_cache_dir(cache_dir)
     cap = max_bytes(limit)
@@ -129,9 +130,10 @@ def enforce_limit(
     keep_set = {Path(p) for p in keep}
     now = time.time()
     files = [
-        (p, st) for p, st in files if not (p.suffix == ".tmp" and now - st.st_mtime < 3600)
+        (p, st) for p, st in files
+        if p not in keep_set and not (p.suffix == ".tmp" and now - st.st_mtime < 3600)
     ]
-    files.sort(key=lambda f: (f[0] in keep_set, f[1].st_mtime_ns))
+    files.sort(key=lambda f: f[1].st_mtime_ns)
     freed = 0
     for p, st in files:
         if total - freed <= cap:

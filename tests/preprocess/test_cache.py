@@ -271,3 +271,14 @@ def test_truncated_segment_that_still_indexes_is_recomputed(cohort, tmp_path: Pa
     data = seg.read_bytes()
     seg.write_bytes(data[: len(data) - 5000])  # the zip directory is gone too: index rejects it
     _same_grid(grid_cached(cohort, cache_dir=tmp_path), discretize(cohort))
+
+
+def test_files_in_use_survive_eviction(cohort, tmp_path: Path) -> None:
+    grid_cached(cohort.subset(np.arange(0, 10)), cache_dir=tmp_path)
+    grid_cached(cohort.subset(np.arange(10, 20)), cache_dir=tmp_path)
+    segs = _segments(tmp_path)
+    enforce_limit(tmp_path, limit=1, keep=[segs[1]])
+    assert segs[1].exists() and not segs[0].exists()
+    # the shared file went too: the kept segment is then unusable and is recomputed, correctly
+    _same_grid(grid_cached(cohort.subset(np.arange(10, 20)), cache_dir=tmp_path),
+               discretize(cohort.subset(np.arange(10, 20))))

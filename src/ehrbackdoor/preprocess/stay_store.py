@@ -181,6 +181,7 @@ def cached_rows(
         found = np.zeros(n, dtype=bool)
     missing = np.flatnonzero(~found)
     fresh = None
+    used: list[Path] = []
     if len(missing):
         sub = cohort if len(missing) == n else cohort.subset(missing)
         fresh = compute(sub)
@@ -188,19 +189,23 @@ def cached_rows(
             raise ValueError(f"{_RESERVED} are reserved in cached results")
         _rows(fresh, row_fields, len(missing))
         try:
-            new = store.write(digests[missing], fresh, row_fields)
-            enforce_limit(store.directory.parent.parent, keep=[*new, *paths])
+            used = store.write(digests[missing], fresh, row_fields)
         except OSError as exc:  # read-only or full disk: the result is still good
             warnings.warn(f"could not write preprocessing cache in {store.directory}: {exc}",
                           stacklevel=3)
-        if len(missing) == n:
-            return fresh
-    try:
-        return _assemble(store, cohort, row_fields, found, seg_of[pos], row_of[pos], paths,
-                         missing, fresh)
-    except Exception as exc:  # an unreadable or inconsistent segment: compute everything
-        log.warning("preprocessing cache in %s unusable (%s): recomputing", store.directory, exc)
-        return compute(cohort)
+    if fresh is not None and len(missing) == n:
+        result = fresh
+    else:
+        try:
+            result = _assemble(store, cohort, row_fields, found, seg_of[pos], row_of[pos], paths,
+                               missing, fresh, used)
+        except Exception as exc:  # an unreadable or inconsistent segment: compute everything
+            log.warning("preprocessing cache in %s unusable (%s): recomputing", store.directory,
+                        exc)
+            result = compute(cohort)
+    if fresh is not None:
+        enforce_limit(store.directory.parent.parent, keep=used)
+    return result
 
 
 def _assemble(
@@ -213,6 +218,7 @@ def _assemble(
     paths: list[Path],
     missing: np.ndarray,
     fresh: dict[str, np.ndarray] | None,
+    used: list[Path],
 ) -> dict[str, np.ndarray]:
     n = cohort.n_stays
     out: dict[str, np.ndarray] = {}
@@ -220,6 +226,7 @@ def _assemble(
         take = np.flatnonzero(found & (seg == j))
         parts, shared_path = store.read(paths[j])
         touch(shared_path)
+        used += [paths[j], shared_path]
         _rows(parts, row_fields, len(parts[row_fields[0]]) if row_fields else 0)
         for k, v in parts.items():
             if k not in row_fields:
