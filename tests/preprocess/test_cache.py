@@ -279,6 +279,13 @@ def test_files_in_use_survive_eviction(cohort, tmp_path: Path) -> None:
     segs = _segments(tmp_path)
     enforce_limit(tmp_path, limit=1, keep=[segs[1]])
     assert segs[1].exists() and not segs[0].exists()
-    # the shared file went too: the kept segment is then unusable and is recomputed, correctly
-    _same_grid(grid_cached(cohort.subset(np.arange(10, 20)), cache_dir=tmp_path),
-               discretize(cohort.subset(np.arange(10, 20))))
+    # the shared file went too: the kept segment is then unusable, recomputed and repaired
+    calls: list[int] = []
+    sub = cohort.subset(np.arange(10, 20))
+    for _ in range(2):
+        got = cached_per_stay("grid", sub, {"timestep": 1.0, "hours": 48.0, "impute": "previous",
+                                            "layout": "ordinal"}, _grid_counting(calls),
+                              GRID_ROWS, tmp_path)
+        for k in GRID_ROWS:
+            np.testing.assert_array_equal(got[k], discretize(sub).to_arrays()[k])
+    assert calls == [10]

@@ -203,6 +203,11 @@ def cached_rows(
             log.warning("preprocessing cache in %s unusable (%s): recomputing", store.directory,
                         exc)
             result = compute(cohort)
+            try:
+                used = store.write(digests, result, row_fields)
+            except OSError:
+                used = []
+            fresh = result
     if fresh is not None:
         enforce_limit(store.directory.parent.parent, keep=used)
     return result
@@ -224,7 +229,11 @@ def _assemble(
     out: dict[str, np.ndarray] = {}
     for j in np.unique(seg[found]):
         take = np.flatnonzero(found & (seg == j))
-        parts, shared_path = store.read(paths[j])
+        try:
+            parts, shared_path = store.read(paths[j])
+        except Exception:
+            paths[j].unlink(missing_ok=True)  # unusable (e.g. its shared file was evicted)
+            raise
         touch(shared_path)
         used += [paths[j], shared_path]
         _rows(parts, row_fields, len(parts[row_fields[0]]) if row_fields else 0)
