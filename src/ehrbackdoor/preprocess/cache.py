@@ -33,7 +33,7 @@ from ehrbackdoor.preprocess.features import Features, window_features
 from ehrbackdoor.preprocess.grid import Grid, _check_impute, _check_layout, discretize
 
 #: Bump whenever the output of any cached computation changes for the same inputs.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 ENV_DIR = "EHRBACKDOOR_CACHE"
 ENV_DISABLE = "EHRBACKDOOR_NO_CACHE"
 _KEY_FIELD = "__cache_key__"
