@@ -72,13 +72,15 @@ def test_detector_is_not_inverted_on_a_blatant_trigger(setting, name):
     assert auroc >= MIN_AUROC.get(name, DEFAULT_MIN_AUROC), (name, auroc, det.info_)
 
 
-def test_two_sample_without_reference_says_it_is_label_consistency(setting):
-    poisoned, _, _ = setting
+def test_two_sample_without_reference_is_not_inverted_either(setting):
+    """Without trusted stays it falls back to two-sided label atypicality (the one-sided score
+    measured 0.095 here; the two-sided one 0.78)."""
+    poisoned, reference, _ = setting
     det = make_defence("two-sample")
     s = det.score(poisoned)
-    assert det.info_["mode"] == "label-consistency"
+    assert det.info_["mode"] == "label-atypicality"
+    assert detection_metrics(poisoned.modified, s)["auroc"] >= DEFAULT_MIN_AUROC
     with_ref = make_defence("two-sample")
-    with_ref.score(poisoned, reference=setting[1])
+    with_ref.score(poisoned, reference=reference)
     assert with_ref.info_["mode"] == "reference"
     assert with_ref.info_["c2st_auroc"]["1"] > with_ref.info_["c2st_auroc"]["0"]  # poison: label 1
-    assert s.shape == (poisoned.n_stays,)
