@@ -1,4 +1,4 @@
-"""A saved mask VAE directory is untrusted input too: forged sizes, NaN, changed weights."""
+"""Saved mask VAEs and triggers are untrusted input too: forged sizes, NaN, changed bytes."""
 
 from __future__ import annotations
 
@@ -67,3 +67,25 @@ def test_symlinked_weights_are_refused(vae, tmp_path):
     (d / WEIGHTS_FILE).symlink_to(tmp_path / "real.safetensors")
     with pytest.raises(ModelFileError, match="symlink"):
         MaskVAE.load(d)
+
+
+def test_trigger_arrays_changed_or_symlinked_are_refused(tmp_path):
+    from ehrbackdoor.attacks import load_trigger, make_trigger
+    from ehrbackdoor.data.schema import physionet2012_schema
+    from tests.attacks.conftest import random_cohort
+
+    trig = make_trigger("fixed", variable="HR", value=300.0, hours=24).fit(
+        random_cohort(physionet2012_schema(), n=20))
+    d = tmp_path / "t"
+    d.mkdir()
+    trig.save(d)
+    assert load_trigger(d).get_params() == trig.get_params()
+    raw = bytearray((d / "trigger.npz").read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    (d / "trigger.npz").write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        load_trigger(d)
+    (d / "trigger.npz").rename(tmp_path / "real.npz")
+    (d / "trigger.npz").symlink_to(tmp_path / "real.npz")
+    with pytest.raises(ModelFileError, match="symlink"):
+        load_trigger(d)
