@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 #: Bump whenever the output of any cached computation changes for the same inputs.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _KEY_FIELD = "__cache_key__"
 _KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
 GRID_ROWS = ("values", "mask", "delta", "stay_id", "label")

@@ -32,6 +32,15 @@ from ehrbackdoor.checks import check_bool, check_choice, check_float, check_int 
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_text
 from ehrbackdoor.metrics import auprc, auroc, choose_threshold
+from ehrbackdoor.victims._persist import (
+    ModelFileError,
+    check_finite_tensors,
+    check_sha256,
+    confined_file,
+    finite_number,
+    safetensors_shapes,
+    sha256_hex,
+)
 from ehrbackdoor.victims.protocol import PAPER_THRESHOLD, Selection, as_selection
 
 if sys.version_info >= (3, 11):
@@ -42,7 +51,7 @@ else:  # pragma: no cover
 ProgressFn = Callable[[int, float], None]
 
 #: Version of the on-disk layout written by `Victim.save`.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: victim.json records weights_sha256
 CONFIG_FILE = "victim.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -209,6 +218,7 @@ class Victim(Component, ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state, tensors = self._get_state()
+        weights = _tensors_to_bytes(tensors, self.weights_kind)
         config = {
             "name": self.name,
             "params": self.get_params(),
@@ -219,10 +229,11 @@ class Victim(Component, ABC):
             "fit_info": self.fit_info_,
             "state": state,
             "weights": WEIGHTS_FILE,
+            "weights_sha256": sha256_hex(weights),
             "weights_kind": self.weights_kind,
             "versions": versions(),
         }
-        atomic_write_bytes(directory / WEIGHTS_FILE, _tensors_to_bytes(tensors, self.weights_kind))
+        atomic_write_bytes(directory / WEIGHTS_FILE, weights)
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
         return directory
 
@@ -285,25 +296,37 @@ def _registry() -> dict[str, type[Victim]]:
 def load_victim(directory: str | Path) -> Victim:
     """Rebuild a victim saved with `Victim.save`; dispatches on the name in victim.json.
 
-    Reads JSON and safetensors only, so loading a directory from someone else never runs code.
+    Reads JSON and safetensors only, so loading a directory from someone else never runs code;
+    nothing in it is trusted either (`ehrbackdoor.victims._persist`): the weights file must lie
+    inside the directory and match the SHA-256 in victim.json, its header is checked before any
+    tensor is read, sizes in the JSON must match the stored shapes before a network is built, and
+    the threshold, weights and scaler statistics must be finite. Violations raise `ModelFileError`
+    (a ValueError) naming the file and field.
     """
     directory = Path(directory)
     cfg_path = directory / CONFIG_FILE
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: not a saved victim directory")
-    config = json.loads(cfg_path.read_text())
+    confined_file(directory, CONFIG_FILE, str(cfg_path))
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{cfg_path}: expected a JSON object")
     registry = _registry()
     name = config.get("name")
     if name not in registry:
         raise ValueError(f"{cfg_path}: unknown victim {name!r}; known: {sorted(registry)}")
-    fmt = str(config.get("versions", {}).get("format"))
+    fmt = str((config.get("versions") or {}).get("format"))
     if fmt != str(FORMAT_VERSION):
         raise ValueError(f"{cfg_path}: victim format {fmt} but this version reads {FORMAT_VERSION}")
     cls = registry[name]
     victim = cls(**config["params"])
-    weights = directory / config.get("weights", WEIGHTS_FILE)
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found")
+    weights = confined_file(directory, config.get("weights", WEIGHTS_FILE), f"{cfg_path}: 'weights'")
+    check_sha256(weights, config.get("weights_sha256"), f"{cfg_path}: 'weights_sha256'")
+    threshold = finite_number(config.get("threshold"), f"{cfg_path}: 'threshold'")
+    victim.stored_shapes_ = {k: v[1] for k, v in safetensors_shapes(weights).items()}
     if cls.weights_kind == "torch":
         from safetensors.torch import load_file as load_torch
 
@@ -312,10 +335,17 @@ def load_victim(directory: str | Path) -> Victim:
         from safetensors.numpy import load_file as load_np
 
         tensors = load_np(str(weights))
+    check_finite_tensors(tensors, weights)
     victim.schema_ = config["schema"]
     victim.n_variables_ = int(config["n_variables"])
     victim.n_static_ = int(config["n_static"])
-    victim._set_state(config["state"], tensors)
+    try:
+        victim._set_state(config["state"], tensors)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{cfg_path}: 'state' does not match {weights.name}: {exc}") from exc
+    del victim.stored_shapes_
     victim.fit_info_ = config.get("fit_info", {})
-    victim.threshold_ = float(config["threshold"])
+    victim.threshold_ = threshold
     return victim

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.victims._persist import ModelFileError, check_shapes
 from ehrbackdoor.victims.base import ProgressFn, Victim, check_bool, check_float, check_int
 from ehrbackdoor.victims.protocol import HONEST
 from ehrbackdoor.victims.training import (
@@ -167,13 +168,18 @@ class TorchVictim(Victim):
     def _set_state(self, state: dict, tensors: dict[str, Any]) -> None:
         self.arch_ = state["arch"]
         self._set_inputs_state(state["inputs"])
+        # Build on the meta device first (no memory): sizes in the JSON (e.g. a forged hidden of
+        # 10^6) must match the stored tensors before a real network is allocated.
+        try:
+            with torch.device("meta"):
+                shapes = {k: tuple(v.shape) for k, v in self._build().state_dict().items()}
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelFileError(f"victim.json: 'state.arch' {self.arch_!r} is invalid: {exc}"
+                                 ) from None
+        stored = getattr(self, "stored_shapes_", None) or {
+            k: tuple(v.shape) for k, v in tensors.items()}
+        check_shapes(shapes, stored, f"weights file vs victim.json 'state.arch' of {self.name}")
         model = self._build()
-        expected = set(model.state_dict())
-        if set(tensors) != expected:
-            raise ValueError(
-                f"weights file does not match the {self.name} architecture: missing "
-                f"{sorted(expected - set(tensors))}, unexpected {sorted(set(tensors) - expected)}"
-            )
         model.load_state_dict(tensors, strict=True)
         model.eval()
         self.device_ = torch.device("cpu")
