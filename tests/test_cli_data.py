@@ -89,3 +89,21 @@ def test_bad_inputs_are_clear(tmp_path):
     assert r.exit_code == 2
     r = runner.invoke(app, ["data", "fetch", "mimic4", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown source" in r.output
+
+
+def test_synth_refuses_a_non_empty_directory(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "old.csv").write_text("stale\n")
+    r = runner.invoke(app, ["data", "synth", "--out", str(d), "--stays", "50"])
+    assert r.exit_code == 2 and "not empty" in r.output, r.output
+    assert sorted(p.name for p in d.iterdir()) == ["old.csv"]
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = runner.invoke(app, ["data", "synth", "--out", str(f), "--stays", "50"])
+    assert r.exit_code == 2 and "not a directory" in r.output, r.output
+
+
+def test_export_checks_its_output_before_reading(tmp_path):
+    r = runner.invoke(app, ["data", "export", str(tmp_path / "none"), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "is a directory" in r.output, r.output

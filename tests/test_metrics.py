@@ -21,6 +21,7 @@ from sklearn.metrics import (
 )
 
 from ehrbackdoor import metrics as m
+from ehrbackdoor.metrics import resample
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -280,7 +281,7 @@ def test_bootstrap_ci_contains_point_estimate():
 
 def test_fast_path_equals_generic_loop(monkeypatch):
     # Small chunks so the comparison spans several index chunks.
-    monkeypatch.setattr(m, "_CHUNK_ELEMENTS", 100)
+    monkeypatch.setattr(resample, "_CHUNK_ELEMENTS", 100)
     y, p = _toy(n=40, prevalence=0.3, seed=3)
     pairs = [
         ("auroc", m.auroc),

@@ -16,7 +16,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from ehrbackdoor.data import fetch as fetch_module
 from ehrbackdoor.data.fetch import FetchError, fetch_physionet2012, parse_checksums
+from ehrbackdoor.data.fetch_safety import FileSpec, load_manifest
 
 N_RECORDS = 5
 
@@ -43,6 +45,13 @@ def source() -> Path:
             "set-a or $EHRBACKDOOR_SHARED/data/physionet2012/set-a)"
         )
     return data
+
+
+@pytest.fixture(autouse=True)
+def _no_shipped_digests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test archives are not the official ones: run without the shipped digests unless a
+    test passes its own manifest."""
+    monkeypatch.setattr(fetch_module, "load_manifest", dict)
 
 
 @pytest.fixture(autouse=True)
@@ -429,3 +438,108 @@ def test_connection_error_names_url(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="network error") as excinfo:
         fetch_physionet2012(tmp_path / "out", sets=("a",), base_url=base, progress=False)
     assert f"{base}SHA256SUMS.txt" in str(excinfo.value)
+
+
+# --------------------------------------------------------------------------- links, bombs, manifest
+
+
+@pytest.mark.parametrize("planted", ["set-a.tar.gz.part", "Outcomes-a.txt.part", "Outcomes-a.txt"])
+def test_planted_symlink_is_never_written_through(
+    source: Path, server: ServerState, tmp_path: Path, planted: str
+) -> None:
+    _build_set(source, "a", server.root)
+    _write_sums(server.root)
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    (out / planted).symlink_to(victim)
+    with pytest.raises(FetchError, match="link"):
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+    assert victim.read_bytes() == b"precious\n"
+
+
+def test_planted_hardlink_part_is_refused(source: Path, server: ServerState, tmp_path: Path) -> None:
+    _build_set(source, "a", server.root)
+    _write_sums(server.root)
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    os.link(victim, out / "set-a.tar.gz.part")
+    with pytest.raises(FetchError, match="singly-linked"):
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+    assert victim.read_bytes() == b"precious\n"
+
+
+def _bomb(root: Path, n_bytes: int) -> None:
+    _make_tar(
+        root / "set-a.tar.gz",
+        [(_info("set-a", tarfile.DIRTYPE), None), (_info("set-a/132539.txt"), b"\0" * n_bytes)],
+    )
+    (root / "Outcomes-a.txt").write_text("RecordID,SAPS-I\n132539,1\n")
+    _write_sums(root)
+
+
+def test_compression_bomb_is_refused(server: ServerState, tmp_path: Path) -> None:
+    _bomb(server.root, 30_000_000)  # ~30 KB compressed
+    assert (server.root / "set-a.tar.gz").stat().st_size < 100_000
+    out = tmp_path / "out"
+    with pytest.raises(FetchError, match="limit"):
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+    assert not (out / "set-a").exists() and _leftovers(out) == []
+    assert sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) < 1_000_000
+
+
+@pytest.mark.parametrize("limit", ["bytes", "members"])
+def test_declared_limits_bound_extraction(
+    source: Path, server: ServerState, tmp_path: Path, limit: str
+) -> None:
+    _build_set(source, "a", server.root)
+    _write_sums(server.root)
+    spec = FileSpec(extracted_max_bytes=1000) if limit == "bytes" else FileSpec(max_members=3)
+    out = tmp_path / "out"
+    with pytest.raises(FetchError, match="limit" if limit == "bytes" else "members"):
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False,
+                            manifest={"set-a.tar.gz": spec})
+    assert not (out / "set-a").exists() and _leftovers(out) == []
+    # within generous limits the same archive installs
+    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False,
+                        manifest={"set-a.tar.gz": FileSpec(extracted_max_bytes=10**8)})
+    assert len(list((out / "set-a").iterdir())) == N_RECORDS
+
+
+def test_mirror_disagreeing_with_shipped_digest_is_refused(
+    source: Path, server: ServerState, tmp_path: Path
+) -> None:
+    _build_set(source, "a", server.root)
+    _write_sums(server.root)  # a consistent mirror: list and files agree with each other
+    official = {"set-a.tar.gz": FileSpec(sha256="0" * 64)}
+    out = tmp_path / "out"
+    with pytest.raises(FetchError, match="tampered"):
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False,
+                            manifest=official)
+    assert not (out / "set-a.tar.gz").exists() and not (out / "set-a").exists()
+    good = {"set-a.tar.gz": FileSpec(sha256=_sha((server.root / "set-a.tar.gz").read_bytes()))}
+    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False, manifest=good)
+    assert (out / "set-a").is_dir()
+
+
+def test_shipped_manifest() -> None:
+    m = load_manifest()
+    assert set(m) == {f"{k}-{s}{e}" for s in "abc" for k, e in (("set", ".tar.gz"),
+                                                                 ("Outcomes", ".txt"))}
+    for name, spec in m.items():
+        assert spec.sha256 is None or len(spec.sha256) == 64, name
+    for s in "abc":
+        assert m[f"set-{s}.tar.gz"].extracted_max_bytes <= 64_000_000
+    data = _shared_physionet()
+    if data is not None and (data / "SHA256SUMS").is_file():  # the reference copy agrees
+        ref = parse_checksums((data / "SHA256SUMS").read_text())
+        for name in ("Outcomes-a.txt", "Outcomes-b.txt"):
+            if name in ref:
+                assert m[name].sha256 == ref[name]
+        # and the real sets fit their declared extraction limit
+        for s in "ab":
+            size = sum(p.stat().st_size for p in (data / f"set-{s}").iterdir())
+            assert size < m[f"set-{s}.tar.gz"].extracted_max_bytes

@@ -63,14 +63,18 @@ def test_threshold_entropy_is_maximal_at_the_operating_point():
     assert h[1] < h[0] and h[2] < h[0] and h[3] < h[0]
 
 
-def test_no_disk_cache_restores_the_environment(monkeypatch):
-    monkeypatch.delenv(ENV_DISABLE, raising=False)
+def test_no_disk_cache_switches_the_victim_cache_off_and_back(monkeypatch):
     import os
 
-    with no_disk_cache():
-        assert os.environ[ENV_DISABLE] == "1"
-    assert ENV_DISABLE not in os.environ
-    monkeypatch.setenv(ENV_DISABLE, "0")
-    with no_disk_cache():
+    monkeypatch.delenv(ENV_DISABLE, raising=False)
+
+    class V:
+        cache = True
+
+    v = V()
+    with no_disk_cache(v):
+        assert v.cache is False
+        assert ENV_DISABLE not in os.environ  # nothing process-wide
+    assert v.cache is True
+    with no_disk_cache(object()):  # a victim without a cache parameter
         pass
-    assert os.environ[ENV_DISABLE] == "0"

@@ -9,7 +9,7 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from ehrbackdoor.experiments.commands import register
+from ehrbackdoor.cli.experiments import register
 from tests.experiments.conftest import tiny_doc, write_config
 
 runner = CliRunner()
@@ -143,3 +143,22 @@ def test_demo_command_wiring(tmp_path, monkeypatch):
     assert "| victim |" in r.output and "| lr |" in r.output
     assert "1 cells finished" in r.output
     assert (out / "report.html").is_file() and f"wrote {out / 'report.html'}" in r.output
+
+
+def test_run_refuses_bad_outputs_and_huge_grids_up_front(tmp_path):
+    app = _app()
+    config = write_config(tmp_path / "cfg", tiny_doc(victims={"lr": {}}, seeds=[0]))
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    r = runner.invoke(app, ["run", str(config), "--out", str(f), "--quiet"])
+    assert r.exit_code == 2 and "not a directory" in r.output, r.output
+    r = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "r"), "--max-cells", "2"])
+    assert r.exit_code == 2 and "3 cells" in r.output and "--max-cells" in r.output, r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_refuses_a_name_that_leaves_runs(tmp_path):
+    app = _app()
+    config = write_config(tmp_path / "cfg", tiny_doc(victims={"lr": {}}, seeds=[0], name="../../x"))
+    r = runner.invoke(app, ["run", str(config), "--quiet"])
+    assert r.exit_code == 2 and "name" in r.output and "'../../x'" in r.output, r.output

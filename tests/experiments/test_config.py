@@ -192,3 +192,68 @@ def test_quickstart_preset_matches_configs_file(tmp_path):
     assert any(is_missing_trigger(t) for t in triggers)  # both attack families
     assert any(not is_missing_trigger(t) for t in triggers)
     assert cfg.seeds == [0]
+
+
+# ------------------------------------------------------------------ hostile or careless input
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"seeds": [-1]}, ["seeds", ">= 0", "-1"]),
+        ({"seeds": [0, True]}, ["seeds[1]", "integer"]),
+        ({"attacks": [{"trigger": "temporal", "target": True}]}, ["attacks[0].target: True", "allowed: 0"]),
+        ({"name": "../../x"}, ["name", "'../../x'", "path"]),
+        ({"name": "a/b"}, ["name", "'a/b'"]),
+        ({"name": ".."}, ["name"]),
+        ({"data": {"synthetic": {"stays": 100, "seed": -3}}}, ["data[0].synthetic.seed"]),
+    ],
+)
+def test_unsafe_values_are_refused_naming_the_key(change, expected):
+    msg = _check(change)
+    for part in expected:
+        assert part in msg, (part, msg)
+    assert "np.float64" not in msg
+
+
+def test_a_grid_over_the_cell_limit_is_refused_with_its_count():
+    big = {"attacks": [{"trigger": "temporal", "rate": [0.01, 0.02], "strength": list(range(1, 11))}]}
+    doc = {**BASE, **big, "seeds": 6000}
+    with pytest.raises(ConfigError, match="120,000 cells"):
+        config_from_dict(doc, "/tmp", source="x.yaml")
+    cfg = config_from_dict(doc, "/tmp", source="x.yaml", max_cells=None)
+    assert cfg.n_cells() == 120_000
+
+
+def test_one_attack_grid_over_the_limit_is_refused_before_building_triggers():
+    axis = [0.5 + i / 1000 for i in range(400)]
+    doc = {**BASE, "attacks": [{"trigger": "temporal", "strength": axis, "rate": axis[:300]}]}
+    with pytest.raises(ConfigError, match="120,000 points"):
+        config_from_dict(doc, "/tmp", source="x.yaml", max_cells=1000)
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, (prev, cur) in enumerate(zip("abcdefgh", "bcdefghi", strict=True)):
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+        assert i < 9
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size < 400
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(path)
+
+
+def test_recursive_yaml_alias_is_a_clear_error(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("name: loop\ndata: &d {path: data, x: *d}\nvictims: [lr]\n")
+    with pytest.raises(ConfigError, match="alias"):
+        load_config(path)
+
+
+def test_few_aliases_are_still_fine(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "data: {path: data}\nvictims: [lr]\n"
+        "attacks:\n  - {trigger: temporal, rate: &r [0.01, 0.02]}\n  - {trigger: fixed, rate: *r}\n"
+    )
+    cfg = load_config(path)
+    assert [a.rate for a in cfg.attacks] == [[0.01, 0.02], [0.01, 0.02]]

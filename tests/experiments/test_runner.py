@@ -17,9 +17,9 @@ from tests.experiments.conftest import comparable, tiny_doc
 @pytest.fixture
 def counted(monkeypatch):
     """Count every call of the expensive steps (data preparation, poisoning, victim training)."""
-    import ehrbackdoor.pipeline.attack as attack
+    import ehrbackdoor.pipeline.cell as attack
     import ehrbackdoor.pipeline.prepare as prepare
-    import ehrbackdoor.pipeline.train as train
+    import ehrbackdoor.victims.fit as train
 
     calls: Counter = Counter()
 
@@ -115,7 +115,7 @@ def test_cell_matches_run_attack(tmp_path):
 
 
 def test_failed_cells_are_recorded_and_retried(tmp_path, monkeypatch):
-    import ehrbackdoor.pipeline.attack as attack
+    import ehrbackdoor.pipeline.cell as attack
 
     original = attack.build_attack
 
@@ -168,7 +168,7 @@ def test_changed_config_is_refused_unless_forced(tmp_path):
 
 
 def test_one_driver_per_run_directory(tmp_path):
-    from ehrbackdoor.experiments.runner import _RunLock
+    from ehrbackdoor.experiments.rundir import RunLock as _RunLock
 
     run = tmp_path / "run"
     run.mkdir()

@@ -73,11 +73,14 @@ def reference_features(cohort: Cohort, hours: float = 48.0) -> np.ndarray:
 
 
 def _check(cohort: Cohort) -> Features:
-    got = window_features(cohort)
+    """skew="benchmark" matches the port; the robust default differs by rounding noise at most."""
     want = reference_features(cohort)
-    assert got.X.shape == want.shape and got.X.dtype == np.float32
-    # atol only absorbs rounding differences of statistics that are 0 (std, skew of symmetric data)
-    np.testing.assert_allclose(got.X, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+    for mode in ("benchmark", "robust"):
+        got = window_features(cohort, skew=mode)
+        assert got.X.shape == want.shape and got.X.dtype == np.float32
+        # atol only absorbs rounding differences of statistics that are 0 (std, skew of
+        # symmetric data)
+        np.testing.assert_allclose(got.X, want, rtol=1e-5, atol=1e-6, equal_nan=True)
     return got
 
 
@@ -192,3 +195,31 @@ def test_mimic_episode_files_match_reference(tmp_path) -> None:
     assert f.X.shape == (6, 714)
     want = np.stack([_reference_from_rows(rows) for rows in episodes])
     np.testing.assert_allclose(f.X, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def _one_series(values: list[float]) -> dict[str, float]:
+    schema = mimic3_schema()
+    k = len(values)
+    ev = Events(np.array([0, k]), np.linspace(0, 40, k), np.full(k, schema.index("HR"),
+                dtype=np.int16), np.array(values), np.full(k, -1, dtype=np.int8))
+    c = Cohort(schema, np.array(["x"]), np.array([0], dtype=np.int8), np.zeros((1, 0)), ev)
+    return {m: dict(zip(window_features(c, skew=m).columns, window_features(c, skew=m).X[0],
+                        strict=True)) for m in ("robust", "benchmark")}
+
+
+@pytest.mark.parametrize("values", [[1.1, 1.2], [2.1, 2.3], [1.1, 1.2, 1.1, 1.2], [0.3, 0.7]])
+def test_skew_of_symmetric_windows_is_exactly_zero(values: list[float]) -> None:
+    """scipy (and the benchmark) give +-1e-16..1e-14 here; a column of that noise has a training
+    std of ~1e-15 and standardising by it produced features of ~1e14."""
+    rows = _one_series(values)
+    assert rows["robust"]["HR/all/skew"] == 0.0
+    assert rows["benchmark"]["HR/all/skew"] == np.float32(skew(values))
+    assert rows["robust"]["HR/all/std"] == rows["benchmark"]["HR/all/std"] > 0
+
+
+def test_skew_needs_three_values_and_keeps_real_asymmetry() -> None:
+    rows = _one_series([1.0, 1.0, 4.0])["robust"]
+    assert rows["HR/all/skew"] == np.float32(skew([1.0, 1.0, 4.0])) > 0.7
+    assert _one_series([5.0])["robust"]["HR/all/skew"] == 0.0
+    with pytest.raises(ValueError, match="skew"):
+        window_features(random_cohort(np.random.default_rng(0), mimic3_schema(), 2), skew="x")

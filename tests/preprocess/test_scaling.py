@@ -79,3 +79,28 @@ def test_grid_scaler_observed_cells_and_untouched_one_hots(layout: str) -> None:
     s2 = GridScaler.from_state({k: v.tolist() for k, v in s.get_state().items()})
     np.testing.assert_array_equal(s2.transform(g).values, out.values)
     assert s2.scale_ordinal == s.scale_ordinal
+
+
+def test_near_zero_spread_counts_as_zero() -> None:
+    """A training column of rounding noise (std ~1e-15) must not amplify a test value to ~1e14."""
+    rng = np.random.default_rng(4)
+    train = np.stack([rng.normal(size=200) * 1e-15, 7.4 + rng.normal(size=200) * 1e-9,
+                      rng.normal(size=200)], axis=1)
+    s = FeatureScaler().fit(train)
+    assert s.std_[0] == 1.0 and s.std_[1] == 1.0 and s.std_[2] == pytest.approx(train[:, 2].std())
+    out = s.transform(np.array([[0.1, 7.5, 0.0]]))
+    assert np.abs(out).max() < 10
+    s2 = FeatureScaler.from_state({k: v.tolist() for k, v in s.get_state().items()})
+    np.testing.assert_array_equal(s2.std_, s.std_)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_scaler_state_rejects_non_finite(bad: float) -> None:
+    s = FeatureScaler().fit(np.random.default_rng(0).normal(size=(10, 3)))
+    state = {k: v.tolist() for k, v in s.get_state().items()}
+    state["mean"][1] = bad
+    with pytest.raises(ValueError, match="non-finite.*'mean'|'mean'.*non-finite"):
+        FeatureScaler.from_state(state)
+    g = {"mean": [0.0, bad], "std": [1.0, 1.0], "scaled": [1.0, 1.0]}
+    with pytest.raises(ValueError, match="non-finite"):
+        GridScaler.from_state(g)

@@ -118,3 +118,20 @@ def test_report_renders_in_chromium(fake_report, tmp_path):
     # the DOM check above plus the screenshot variance are what headless mode can tell us)
     assert dom.stdout.count("data:image/png;base64,") == len(_images(report.read_text()))
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_trigger_family_comes_from_the_record_without_the_registry():
+    import subprocess
+    import sys
+
+    from ehrbackdoor.report.html import trigger_family
+
+    assert trigger_family("missing-vae", "observed") == "missing"
+    assert trigger_family("some-old-trigger", "exact") == "missing"
+    assert trigger_family("temporal", "all") == "value"
+    assert trigger_family("fixed", "observed") == "value"
+    code = (
+        "import sys, ehrbackdoor.report; "
+        "assert 'torch' not in sys.modules and 'ehrbackdoor.attacks' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -378,18 +378,29 @@ class MaskVAE(Component):
         """Rebuild a fitted model from `config()` and `arrays()` (no code is executed)."""
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported mask VAE format {config.get('format_version')!r}")
+        from ehrbackdoor.victims._persist import check_finite_tensors, check_shapes
+
         vae = cls(**config["params"])
         vae.n_vars_ = int(config["n_vars"])
         vae.cell_freq_ = np.asarray(arrays["cell_freq"], dtype=np.float64)
+        check_finite_tensors(arrays, Path(WEIGHTS_FILE))
         # T: recorded since windows vary; older files have it only as the cell frequencies' rows.
         vae.n_steps_ = int(config.get("n_steps", vae.cell_freq_.shape[0]))
-        if vae.cell_freq_.shape != (vae.n_steps_, vae.n_vars_):
+        if vae.n_steps_ < 1 or vae.cell_freq_.shape != (vae.n_steps_, vae.n_vars_):
             raise ValueError(
                 f"mask VAE cell frequencies have shape {vae.cell_freq_.shape}, expected "
                 f"({vae.n_steps_}, {vae.n_vars_})"
             )
-        net = _Net(vae.n_vars_, vae.latent_dim, vae.hidden, vae.n_steps_)
+        # Sizes from the JSON (n_vars, hidden, latent_dim, n_steps) must match the stored tensors
+        # before a network is allocated: build it on the meta device (no memory), compare first.
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in
+                    _Net(vae.n_vars_, vae.latent_dim, vae.hidden, vae.n_steps_)
+                    .state_dict().items()}
         state = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k[:4] == "net."}
+        check_shapes(want, {k: tuple(v.shape) for k, v in state.items()},
+                     f"{WEIGHTS_FILE} vs {CONFIG_FILE} sizes")
+        net = _Net(vae.n_vars_, vae.latent_dim, vae.hidden, vae.n_steps_)
         net.load_state_dict(state, strict=True)
         net.eval()
         vae.net_ = net
@@ -403,19 +414,33 @@ class MaskVAE(Component):
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
+        from ehrbackdoor.victims._persist import sha256_hex
+
         arrays = {k: np.ascontiguousarray(v) for k, v in self.arrays().items()}
-        atomic_write_bytes(d / WEIGHTS_FILE, st_save(arrays))
-        atomic_write_json(d / CONFIG_FILE, self.config())
+        weights = st_save(arrays)
+        atomic_write_bytes(d / WEIGHTS_FILE, weights)
+        atomic_write_json(d / CONFIG_FILE, {**self.config(), "weights_sha256": sha256_hex(weights)})
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> MaskVAE:
-        """Read a model written by `save` (safetensors + JSON; nothing is unpickled)."""
+        """Read a model written by `save` (safetensors + JSON; nothing is unpickled).
+
+        Untrusted input: no symlinks, the safetensors header is checked before reading, the
+        weights must match the SHA-256 in the JSON, sizes must match the stored shapes and values
+        must be finite (`ehrbackdoor.victims._persist.ModelFileError` otherwise).
+        """
         from safetensors.numpy import load_file
 
+        from ehrbackdoor.victims._persist import check_sha256, confined_file, safetensors_shapes
+
         d = Path(directory)
-        config = json.loads((d / CONFIG_FILE).read_text())
-        return cls.from_arrays(config, load_file(str(d / WEIGHTS_FILE)))
+        cfg_path = confined_file(d, CONFIG_FILE, f"mask VAE {CONFIG_FILE}")
+        config = json.loads(cfg_path.read_text())
+        weights = confined_file(d, WEIGHTS_FILE, f"mask VAE {WEIGHTS_FILE}")
+        check_sha256(weights, config.get("weights_sha256"), f"{cfg_path}: 'weights_sha256'")
+        safetensors_shapes(weights)
+        return cls.from_arrays(config, load_file(str(weights)))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Safe, resumable downloader for the PhysioNet/CinC Challenge 2012 data (v1.0.0).
 
 "Predicting Mortality of ICU Patients: the PhysioNet/Computing in Cardiology Challenge 2012".
-Every file is verified against the published ``SHA256SUMS.txt`` before it is installed, archives
-are extracted with strict member checks into a temporary directory and moved into place
-atomically, and interrupted downloads resume with HTTP ``Range`` requests.
+Every file is verified against the published ``SHA256SUMS.txt`` and, where the package ships the
+official digest (`ehrbackdoor.data.fetch_safety`), against that too, before it is installed.
+Archives are extracted with strict member checks and bounded size into a temporary directory and
+moved into place atomically; interrupted downloads resume with HTTP ``Range`` requests. No write
+follows a symbolic link (a planted ``*.part`` link is refused, not written through).
 
 Licence of the data: Open Data Commons Attribution License v1.0 (cite Silva et al., CinC 2012,
 and Goldberger et al., Circulation 2000).
@@ -20,7 +22,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from rich.console import Console
@@ -31,6 +33,16 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
+)
+
+from ehrbackdoor.data.fetch_safety import (
+    FileSpec,
+    UnsafePathError,
+    extraction_limit,
+    load_manifest,
+    open_nofollow,
+    refuse_link,
+    regular_size,
 )
 
 __all__ = [
@@ -124,7 +136,7 @@ def _fetch_to_part(url: str, part: Path, *, timeout: float, progress: Progress) 
     leave ``part`` in place so the next call can resume. The caller verifies the result.
     """
     for _ in range(2):
-        offset = part.stat().st_size if part.exists() else 0
+        offset = regular_size(part)
         headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
@@ -161,7 +173,7 @@ def _fetch_to_part(url: str, part: Path, *, timeout: float, progress: Progress) 
             )
             written = 0
             try:
-                with part.open(mode) as fh:
+                with open_nofollow(part, append=mode == "ab") as fh:
                     while chunk := response.read(_CHUNK):
                         fh.write(chunk)
                         written += len(chunk)
@@ -184,11 +196,12 @@ def _download_verified(
     url: str, dest: Path, expected: str, *, timeout: float, progress: Progress
 ) -> None:
     """Download ``url`` to ``dest`` via ``dest.part``; rename only if the SHA-256 matches."""
+    refuse_link(dest)
     if dest.is_file() and _sha256(dest) == expected:
         return
     part = dest.with_name(dest.name + ".part")
     for attempt in range(2):
-        resumed = part.exists() and part.stat().st_size > 0
+        resumed = regular_size(part) > 0
         _fetch_to_part(url, part, timeout=timeout, progress=progress)
         actual = _sha256(part)
         if actual == expected:
@@ -208,6 +221,7 @@ def _load_checksums(
 ) -> dict[str, str]:
     """Return checksums from ``out_dir/SHA256SUMS.txt``, downloading it if absent or empty."""
     dest = out_dir / CHECKSUM_FILE
+    refuse_link(dest)
     if dest.is_file():
         sums = parse_checksums(dest.read_text(encoding="utf-8", errors="replace"))
         if sums:
@@ -252,16 +266,32 @@ def _check_member(member: tarfile.TarInfo, tmp_root: Path, top: str, archive: Pa
     return target
 
 
-def safe_extract(archive: Path, out_dir: Path, top: str) -> Path:
+def _bounded_members(tar: tarfile.TarFile, archive: Path, limit: int) -> list[tarfile.TarInfo]:
+    """The archive's members, refusing once there are more than `limit`."""
+    members = []
+    for member in tar:
+        members.append(member)
+        if len(members) > limit:
+            raise FetchError(f"{archive.name} has more than {limit} members; refusing to extract it")
+    return members
+
+
+def safe_extract(
+    archive: Path, out_dir: Path, top: str, spec: FileSpec | None = None
+) -> Path:
     """Extract ``archive`` (a ``.tar.gz`` whose members all live in ``top/``) to ``out_dir/top``.
 
     All members are validated before anything is written: only regular files and directories
-    with relative paths inside ``top/`` are accepted. Extraction happens in a temporary
-    directory inside ``out_dir`` which is renamed into place, so a crash never leaves a
-    half-extracted ``top``. Raises :class:`FetchError` naming the first offending member.
+    with relative paths inside ``top/`` are accepted, at most ``spec.max_members`` of them, and
+    their total size may not exceed the archive's limit (``spec.extracted_max_bytes`` and
+    `fetch_safety.MAX_RATIO` times the archive's size); the bytes actually written are counted
+    against it too. Extraction happens in a temporary directory inside ``out_dir`` which is
+    renamed into place, so a crash never leaves a half-extracted ``top``. Raises
+    :class:`FetchError` naming the first offending member.
     """
     final = out_dir / top
-    if final.exists():
+    max_bytes, max_members = extraction_limit(spec, archive.stat().st_size)
+    if os.path.lexists(final):
         raise FetchError(f"{final} already exists; refusing to overwrite it")
     for stale in out_dir.glob(f".{top}{_TMP_PREFIX}*"):
         shutil.rmtree(stale, ignore_errors=True)  # leftovers of an interrupted run
@@ -269,8 +299,15 @@ def safe_extract(archive: Path, out_dir: Path, top: str) -> Path:
     try:
         try:
             with tarfile.open(archive, mode="r:gz") as tar:
-                members = tar.getmembers()
+                members = _bounded_members(tar, archive, max_members)
                 targets = [_check_member(m, tmp_root, top, archive) for m in members]
+                declared = sum(m.size for m in members if m.isreg())
+                if declared > max_bytes:
+                    raise FetchError(
+                        f"{archive.name} would extract to {declared} bytes, more than its limit "
+                        f"of {max_bytes}; refusing to extract it"
+                    )
+                written = 0
                 for member, target in zip(members, targets, strict=True):
                     if member.isdir():
                         target.mkdir(parents=True, exist_ok=True)
@@ -279,8 +316,15 @@ def safe_extract(archive: Path, out_dir: Path, top: str) -> Path:
                     source = tar.extractfile(member)
                     if source is None:  # pragma: no cover - isreg() guarantees a stream
                         raise FetchError(f"cannot read member {member.name!r} of {archive.name}")
-                    with source, target.open("wb") as fh:
-                        shutil.copyfileobj(source, fh, _CHUNK)
+                    with source, open_nofollow(target, exclusive=True) as fh:
+                        while chunk := source.read(_CHUNK):
+                            written += len(chunk)
+                            if written > max_bytes:
+                                raise FetchError(
+                                    f"{archive.name} extracts to more than its limit of "
+                                    f"{max_bytes} bytes; refusing to extract it"
+                                )
+                            fh.write(chunk)
                     os.utime(target, (member.mtime, member.mtime))
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise FetchError(f"failed to extract {archive}: {exc}") from exc
@@ -302,13 +346,16 @@ def fetch_physionet2012(
     base_url: str = DEFAULT_URL,
     progress: bool = True,
     timeout: float = 60,
+    manifest: Mapping[str, FileSpec] | None = None,
 ) -> Path:
     """Download, verify and extract the PhysioNet 2012 challenge sets into ``out_dir``.
 
     For each set ``x`` in ``sets`` this installs ``set-x.tar.gz``, ``Outcomes-x.txt`` and the
     extracted ``set-x/`` directory. Files already present with the right checksum are not
     downloaded again; partial downloads (``*.part``) are resumed. Every file must be listed in
-    ``SHA256SUMS.txt`` (cached in ``out_dir``) and match it. Returns ``out_dir``.
+    ``SHA256SUMS.txt`` (cached in ``out_dir``) and match it; where `manifest` (default: the
+    shipped official digests, `fetch_safety.load_manifest`) gives a digest, the mirror's list and
+    the file must match that too. Returns ``out_dir``.
     """
     wanted = list(dict.fromkeys(s.strip().lower().removeprefix("set-") for s in sets))
     unknown = [s for s in wanted if s not in VALID_SETS]
@@ -325,24 +372,42 @@ def fetch_physionet2012(
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=not progress) as bar:
-        sums = _load_checksums(out_dir, base_url, timeout=timeout, progress=bar)
-        plan = [(s, f"set-{s}.tar.gz", f"Outcomes-{s}.txt") for s in wanted]
-        missing = [name for _, *names in plan for name in names if name not in sums]
-        if missing:
-            raise FetchError(
-                f"{', '.join(missing)} not listed in {out_dir / CHECKSUM_FILE}; refusing to "
-                "install unverified data (delete that file to re-download it if it is stale)"
-            )
-        for letter, archive_name, outcomes_name in plan:
-            for name in (archive_name, outcomes_name):
-                _download_verified(
-                    _join_url(base_url, name),
-                    out_dir / name,
-                    sums[name],
-                    timeout=timeout,
-                    progress=bar,
-                )
-            if not (out_dir / f"set-{letter}").is_dir():
-                safe_extract(out_dir / archive_name, out_dir, f"set-{letter}")
+    specs = load_manifest() if manifest is None else dict(manifest)
+    try:
+        with Progress(*columns, console=console, disable=not progress) as bar:
+            sums = _load_checksums(out_dir, base_url, timeout=timeout, progress=bar)
+            plan = [(s, f"set-{s}.tar.gz", f"Outcomes-{s}.txt") for s in wanted]
+            expected = {name: _expected(name, sums, specs, out_dir) for _, *ns in plan for name in ns}
+            for letter, archive_name, outcomes_name in plan:
+                for name in (archive_name, outcomes_name):
+                    _download_verified(
+                        _join_url(base_url, name),
+                        out_dir / name,
+                        expected[name],
+                        timeout=timeout,
+                        progress=bar,
+                    )
+                if not os.path.lexists(out_dir / f"set-{letter}"):
+                    safe_extract(out_dir / archive_name, out_dir, f"set-{letter}",
+                                 specs.get(archive_name))
+    except UnsafePathError as exc:
+        raise FetchError(f"{exc.filename} {exc.strerror}") from exc
     return out_dir
+
+
+def _expected(name: str, sums: Mapping[str, str], specs: Mapping[str, FileSpec], out: Path) -> str:
+    """The digest `name` must have: the mirror's, which must equal the shipped one if known."""
+    official = specs[name].sha256 if name in specs else None
+    listed = sums.get(name)
+    if listed is None:
+        raise FetchError(
+            f"{name} not listed in {out / CHECKSUM_FILE}; refusing to install unverified data "
+            "(delete that file to re-download it if it is stale)"
+        )
+    if official is not None and listed != official:
+        raise FetchError(
+            f"the mirror's checksum of {name} ({listed}) differs from the official SHA-256 shipped "
+            f"with ehrbackdoor ({official}): the mirror's data may have been tampered with; "
+            f"refusing to install it"
+        )
+    return listed

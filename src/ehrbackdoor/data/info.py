@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.table import Table
-
 from ehrbackdoor.data.load import detect_format, load_cohort, resolve_split
 
 
@@ -41,20 +39,3 @@ def cleaning_of(meta: dict) -> dict:
     if sources:
         return {"sources": [cleaning_of(m) for m in sources]}
     return {}
-
-
-def render_info(info: dict) -> Table:
-    """A readable table of `data_info` for the terminal."""
-    t = Table(title=f"{info['path']} ({info['format']})")
-    t.add_column("variable")
-    t.add_column("events", justify="right")
-    t.add_column("grid missing", justify="right")
-    for name, v in info["variables"].items():
-        t.add_row(name, f"{v['n_events']:,}", f"{v['missing_fraction']:.1%}")
-    sp = info["splits"]
-    t.caption = (
-        f"{info['n_stays']:,} stays, {info['n_positive']:,} deaths "
-        f"({info['positive_rate']:.1%}), {info['n_events']:,} events; split ({sp['method']}) "
-        f"train {sp['train']:,} / val {sp['val']:,} / test {sp['test']:,}"
-    )
-    return t

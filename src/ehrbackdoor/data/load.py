@@ -39,7 +39,19 @@ def detect_format(path: str | Path) -> str:
 
 
 def load_cohort(path: str | Path) -> Cohort:
-    """Read any supported data source into a cohort (format detected from its layout)."""
+    """Read any supported data source into a cohort (format detected from its layout).
+
+    Data directories are cached once parsed (`ehrbackdoor.data.cohort_cache`): an unchanged
+    source is read back from one .npz instead of being detected and parsed again.
+    """
+    if Path(path).is_dir():
+        from ehrbackdoor.data.cohort_cache import cached_cohort
+
+        return cached_cohort(path, lambda: _read(path))
+    return _read(path)
+
+
+def _read(path: str | Path) -> Cohort:
     from ehrbackdoor.data.readers.mimic3 import read_mimic3
     from ehrbackdoor.data.readers.physionet2012 import read_physionet2012
     from ehrbackdoor.data.readers.yaib import read_yaib

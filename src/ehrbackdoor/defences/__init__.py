@@ -13,7 +13,7 @@ table.
 | imputation-consistency | data | hourly grid cells its raw events and masks do not imply |
 | range-check | data | implausible values (extremeness, range bounds, precision) |
 | mask-rarity | data | likelihood of the mask under a model of normal missingness |
-| two-sample | data | cross-fitted classifier two-sample test between the label groups |
+| two-sample | data | cross-fitted classifier two-sample test of training vs reference stays, per label |
 | spectral, activation-clustering | model | the victim's penultimate representation |
 | strip | model | prediction entropy under superimposition with clean stays |
 | perfect, random | reference | oracle bounds (not deployable) |

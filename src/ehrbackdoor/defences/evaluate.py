@@ -87,7 +87,7 @@ FitFn = Callable[[str, Cohort, Cohort, int, "dict | None"], Any]
 
 
 def _default_fit(name: str, train: Cohort, val: Cohort, seed: int, params: dict | None):
-    from ehrbackdoor.pipeline.train import fit_victim
+    from ehrbackdoor.victims.fit import fit_victim
 
     return fit_victim(name, train, val, seed, params)[0]
 

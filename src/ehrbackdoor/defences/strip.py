@@ -22,7 +22,6 @@ weaker than on many-class images.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +30,6 @@ import numpy as np
 from ehrbackdoor.data.cohort import Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import set_values
 from ehrbackdoor.defences.base import Detector, check_float, check_int
-from ehrbackdoor.preprocess.cache import ENV_DISABLE
 from ehrbackdoor.preprocess.grid import check_window, window_bins
 
 _EPS = 1e-6
@@ -100,17 +98,19 @@ def superimpose(a: Cohort, ia: np.ndarray, b: Cohort, ib: np.ndarray, alpha: flo
 
 
 @contextlib.contextmanager
-def no_disk_cache() -> Iterator[None]:
-    """Victims featurise throwaway blends without writing them to the preprocessing cache."""
-    old = os.environ.get(ENV_DISABLE)
-    os.environ[ENV_DISABLE] = "1"
+def no_disk_cache(victim: Any) -> Iterator[None]:
+    """Victims featurise throwaway blends without writing them to the preprocessing cache: the
+    victim's own ``cache`` parameter is switched off for the block (and restored), so nothing
+    process-wide changes and concurrent work in the same process keeps its cache."""
+    if not hasattr(victim, "cache"):
+        yield
+        return
+    old = victim.cache
+    victim.cache = False
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(ENV_DISABLE, None)
-        else:
-            os.environ[ENV_DISABLE] = old
+        victim.cache = old
 
 
 def threshold_entropy(p: np.ndarray, threshold: float) -> np.ndarray:
@@ -153,7 +153,7 @@ class StripDetector(Detector):
             pair_b[same] = (pair_b[same] + 1 + rng.integers(0, n - 1, same.sum())) % n
         entropy = np.empty(n * m)
         thr = float(victim.threshold_)
-        with no_disk_cache():
+        with no_disk_cache(victim):
             for s in range(0, n * m, self.batch_size):
                 sl = slice(s, s + self.batch_size)
                 blend = superimpose(cohort, pair_a[sl], donors, pair_b[sl], self.alpha)

@@ -11,7 +11,8 @@ print(format_results("runs/quickstart"))
 
 Modules: `config` (schema, loading), `plan` (cells and shared steps), `runner` (scheduling,
 resume), `executors` (local pool, Ray), `tasks` (the steps workers run), `store` (SQLite),
-`results` (aggregation), `commands` (the CLI), `presets` (the quickstart). Names are imported
+`results` (aggregation), `presets` (the quickstart); the CLI commands live in
+`ehrbackdoor.cli.experiments`. Names are imported
 lazily so the CLI and worker processes start fast.
 """
 

@@ -8,15 +8,17 @@ reachable at the same path from every node (a shared file system; trivially so o
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 
-from ehrbackdoor.experiments.tasks import configure_worker, guarded
+from ehrbackdoor.experiments.plan import Job
+from ehrbackdoor.experiments.worker import configure_worker, guarded, init_pool_worker
 
 EXECUTORS = ("local", "ray")
-Step = Callable[[dict], dict]
+Step = Callable[[Job], dict]
 
 
 def default_jobs() -> int:
@@ -40,7 +42,7 @@ class InlineExecutor:
         self.threads = STEP_THREADS
         self._restore = configure_worker(self.threads)
 
-    def submit(self, fn: Step, job: dict) -> Future:
+    def submit(self, fn: Step, job: Job) -> Future:
         fut: Future = Future()
         fut.set_result(guarded(fn, job))
         return fut
@@ -55,7 +57,7 @@ class InlineExecutor:
 
 
 #: Imported once by the fork server, so every worker starts with them loaded (seconds each).
-PRELOAD = ["torch", "sklearn.metrics", "ehrbackdoor.victims", "ehrbackdoor.pipeline.attack"]
+PRELOAD = ["torch", "sklearn.metrics", "ehrbackdoor.victims", "ehrbackdoor.pipeline.cell"]
 
 
 def _context():
@@ -71,7 +73,7 @@ def _context():
 
 class LocalExecutor:
     """A pool of `jobs` fresh worker processes (forked from a clean fork server, never from the
-    driver), each pinned to one thread per step."""
+    driver), each pinned to one thread per step; they end with the driver, however it ends."""
 
     name = "local"
 
@@ -81,15 +83,27 @@ class LocalExecutor:
         self._pool = ProcessPoolExecutor(
             max_workers=jobs,
             mp_context=_context(),
-            initializer=configure_worker,
-            initargs=(self.threads,),
+            initializer=init_pool_worker,
+            initargs=(self.threads, os.getpid()),
         )
 
-    def submit(self, fn: Step, job: dict) -> Future:
+    def submit(self, fn: Step, job: Job) -> Future:
         return self._pool.submit(guarded, fn, job)
 
     def shutdown(self, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        """Wait for the pool to drain; with `cancel`, stop the running steps too (an interrupted
+        run must not leave workers computing: their outputs are rebuilt on resume)."""
+        if not cancel:
+            self._pool.shutdown(wait=True)
+            return
+        procs = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.terminate()
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.join(timeout=5)
 
     def describe(self) -> str:
         return f"local, {self.capacity} worker processes x {self.threads} thread(s)"
@@ -138,7 +152,7 @@ class RayExecutor:
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_ray_step)
         self._address = address
 
-    def submit(self, fn: Step, job: dict) -> Future:
+    def submit(self, fn: Step, job: Job) -> Future:
         return self._remote.remote(fn, job, self.threads).future()
 
     def shutdown(self, cancel: bool = False) -> None:

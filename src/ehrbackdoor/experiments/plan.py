@@ -19,9 +19,12 @@ changed config) recognises finished work.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ehrbackdoor.experiments.config import DataSpec, ExperimentConfig, stable_hash
+
+if TYPE_CHECKING:
+    from ehrbackdoor.pipeline.cell import AttackConfig, DefenceSpec
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ class PoisonStep:
     trigger_key: str
     setting: dict[str, Any]  # attack, trigger, target, rate, apply, selection, trigger_params
     seed: int
+
+    @property
+    def attack_config(self) -> AttackConfig:
+        from ehrbackdoor.pipeline.cell import AttackConfig
+
+        return AttackConfig.from_setting(self.setting, self.seed)
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,20 @@ class Cell:
     defence: dict[str, Any] | None = None  # names, params, k_factor (ExperimentConfig.defence_spec)
     scores_key: str | None = None
 
+    @property
+    def attack_config(self) -> AttackConfig:
+        from ehrbackdoor.pipeline.cell import AttackConfig
+
+        return AttackConfig.from_setting(self.setting, self.seed)
+
+    @property
+    def defence_spec(self) -> DefenceSpec | None:
+        if self.defence is None:
+            return None
+        from ehrbackdoor.pipeline.cell import DefenceSpec
+
+        return DefenceSpec.from_dict(self.defence)
+
     def params(self) -> dict[str, Any]:
         """Everything that defines the cell, flat (stored with its row)."""
         return {
@@ -95,6 +118,36 @@ class Cell:
             "seed": self.seed,
             "bootstrap": self.bootstrap,
         }
+
+
+Step = DataStep | TriggerStep | PoisonStep | BaselineStep | ScoreStep | Cell
+
+
+@dataclass(frozen=True)
+class Job:
+    """One step to run, as it travels to a worker (pickled for the process pool and Ray): the
+    typed step of the plan and the run directory its artifacts live in."""
+
+    run_dir: str
+    step: Step
+
+    @property
+    def key(self) -> str:
+        return self.step.key
+
+    @property
+    def kind(self) -> str:
+        return STEP_KINDS[type(self.step)]
+
+
+STEP_KINDS: dict[type, str] = {
+    DataStep: "data",
+    TriggerStep: "trigger",
+    PoisonStep: "poison",
+    BaselineStep: "baseline",
+    ScoreStep: "scores",
+    Cell: "cell",
+}
 
 
 @dataclass
@@ -109,6 +162,17 @@ class Plan:
     @property
     def keys(self) -> list[str]:
         return [c.key for c in self.cells]
+
+    def step(self, kind: str, key: str) -> Step:
+        """The shared step `key` of a kind ("data", "trigger", "poison", "baseline", "scores")."""
+        table = {
+            "data": self.data,
+            "trigger": self.triggers,
+            "poison": self.poison,
+            "baseline": self.baselines,
+            "scores": self.scores,
+        }
+        return table[kind][key]
 
 
 def expand(config: ExperimentConfig) -> Plan:

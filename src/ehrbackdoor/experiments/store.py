@@ -11,7 +11,10 @@ Tables
   its duration: where the time goes, and proof of what was shared;
 * ``blobs``  -- small arrays the report draws (trigger patterns, real missingness masks), as NPZ.
 
-Only the driver process writes the store.
+Only the driver process writes the store. It is an index, not the only copy: every finished
+cell's metrics also live in `artifacts/cell/<key>/info.json`, so a damaged store
+(`StoreDamagedError`) is set aside and rebuilt by rerunning the same command, without
+recomputing finished cells.
 """
 
 from __future__ import annotations
@@ -87,6 +90,20 @@ def _json(obj: Any) -> str:
     return json.dumps(clean(obj), sort_keys=True, default=default)
 
 
+class StoreDamagedError(ValueError):
+    """The results database cannot be read (truncated, overwritten, not SQLite)."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        run_dir = path.parent
+        super().__init__(
+            f"the results store {path} is damaged ({detail}); rebuild it from the per-cell "
+            f"results kept in {run_dir / 'artifacts'} by rerunning the run: ehrbackdoor run "
+            f"{run_dir / 'config.yaml'} --out {run_dir} (the damaged file is set aside, finished "
+            "cells are not recomputed)"
+        )
+
+
 class Store:
     """Read and write a run's results database."""
 
@@ -94,6 +111,15 @@ class Store:
         self.path = Path(path)
         if readonly and not self.path.is_file():
             raise FileNotFoundError(f"no results store at {self.path}")
+        try:
+            self._connect(readonly)
+        except sqlite3.DatabaseError as e:
+            if getattr(self, "db", None) is not None:
+                self.db.close()
+            raise StoreDamagedError(self.path, str(e)) from None
+
+    def _connect(self, readonly: bool) -> None:
+        self.db = None
         if readonly:
             uri = f"file:{self.path.resolve()}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
@@ -106,7 +132,22 @@ class Store:
                 for stmt in _SCHEMA.strip().split(";"):
                     if stmt.strip():
                         self.db.execute(stmt)
+        check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"integrity check: {check}")
         self.db.row_factory = sqlite3.Row
+
+    @classmethod
+    def set_aside(cls, path: str | Path) -> Path:
+        """Move a damaged database (and its WAL files) out of the way; returns the new name."""
+        path = Path(path)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = path.with_name(f"{path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{path}{suffix}")
+            if src.exists():
+                src.rename(f"{moved}{suffix}")
+        return moved
 
     @classmethod
     def open_run(cls, run_dir: str | Path, readonly: bool = False) -> Store:

@@ -2,21 +2,25 @@
 audit an attack with poison detectors.
 
 The CLI commands `train`, `attack` and `audit` are thin wrappers over `train_victim`,
-`run_attack` and `run_audit`.
+`run_attack` and `run_audit`; those and the experiment runner evaluate every attack through one
+function, `run_cell` (`ehrbackdoor.pipeline.cell`).
 """
 
 from ehrbackdoor.pipeline.attack import AttackConfig, run_attack
 from ehrbackdoor.pipeline.audit import run_audit
+from ehrbackdoor.pipeline.cell import DefenceSpec, run_cell
 from ehrbackdoor.pipeline.prepare import Prepared, prepare_data
 from ehrbackdoor.pipeline.train import evaluate_victim, fit_victim, train_victim
 
 __all__ = [
     "AttackConfig",
+    "DefenceSpec",
     "Prepared",
     "evaluate_victim",
     "fit_victim",
     "prepare_data",
     "run_attack",
     "run_audit",
+    "run_cell",
     "train_victim",
 ]

@@ -15,42 +15,28 @@ and stay ids), `out/poisoned.json`, `out/splits.json` and `out/trigger/`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ehrbackdoor.attacks import attack_test, poison
-from ehrbackdoor.defences import DEFENCES, make_defence, parse_defences
+from ehrbackdoor.defences import DEFENCES, parse_defences
 from ehrbackdoor.defences.distribution import stealth_tests
-from ehrbackdoor.defences.evaluate import (
-    backdoor_metrics,
-    default_budget,
-    detection_metrics,
-    mitigate,
-)
+from ehrbackdoor.defences.evaluate import default_budget
 from ehrbackdoor.io import atomic_savez, atomic_write_json
-from ehrbackdoor.pipeline.attack import AttackConfig
+from ehrbackdoor.pipeline.cell import (
+    AttackConfig,
+    DefenceSpec,
+    StepFn,
+    backdoor_summary,
+    defence_columns,
+    jsonable,
+    run_cell,
+)
 from ehrbackdoor.pipeline.prepare import Prepared, prepare_data
-from ehrbackdoor.pipeline.train import fit_victim
 
-StepFn = Callable[[str], None]
 AUDIT_FILE = "audit.json"
 SCORES_FILE = "scores.npz"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
+_jsonable = jsonable
 
 
 def run_audit(
@@ -92,75 +78,33 @@ def run_audit(
     unknown = sorted(set(defence_params) - set(DEFENCES))
     if unknown:
         raise ValueError(f"defence_params names unknown defences {unknown}")
-    detectors = {}
-    for name in names:
-        params = {"seed": config.seed, **defence_params.get(name, {})}
-        detectors[name] = make_defence(name, **params)  # fail on bad parameters before any work
+    spec = DefenceSpec(tuple(names), defence_params, k_factor, mitigation)
+    detectors = spec.detectors(config.seed)  # fail on bad parameters before any work
     inspect = inspect_model or models[0]
     step = on_step or (lambda _msg: None)
-    vp = victim_params or {}
 
     prep = data if isinstance(data, Prepared) else prepare_data(data, test_data, None, split_seed)
-    threat = config.threat()
-    step(f"fitting {config.attack} trigger")
-    trigger = config.make_trigger().fit(prep.train)
-    poisoned = poison(prep.train, trigger, threat)
-    attacked, triggered_idx = attack_test(prep.test, trigger, threat)
+    att, cell = run_cell(
+        config,
+        prep.train,
+        prep.val,
+        prep.test,
+        None,
+        models,
+        victim_params=victim_params,
+        n_bootstrap=0,
+        defence=spec,
+        detectors=detectors,
+        inspect=inspect,
+        on_step=step,
+    )
+    trigger, poisoned, triggered_idx = att.trigger, att.poisoned, att.triggered_idx
     cohort = poisoned.cohort
     is_poison = cohort.modified.copy()
-
-    before, baseline, victims = {}, {}, {}
-    for name in models:
-        step(f"{name}: training on the poisoned cohort")
-        victims[name] = fit_victim(name, cohort, prep.val, config.seed, vp.get(name))[0]
-        before[name] = backdoor_metrics(
-            victims[name], prep.test, attacked, triggered_idx, config.target
-        )
-        step(f"{name}: training the clean baseline")
-        base = fit_victim(name, prep.train, prep.val, config.seed, vp.get(name))[0]
-        baseline[name] = backdoor_metrics(base, prep.test, attacked, triggered_idx, config.target)
-    if any(d.needs_victim for d in detectors.values()) and inspect not in victims:
-        step(f"{inspect}: training the inspected victim on the poisoned cohort")
-        victims[inspect] = fit_victim(inspect, cohort, prep.val, config.seed, vp.get(inspect))[0]
-
+    before = {n: backdoor_summary(v.metrics) for n, v in cell.victims.items()}
+    baseline = {n: backdoor_summary(v.metrics, baseline=True) for n, v in cell.victims.items()}
+    results, all_scores = cell.defences, cell.scores
     k = default_budget(cohort.n_stays, config.rate, k_factor)
-    results: dict[str, Any] = {}
-    all_scores: dict[str, np.ndarray] = {}
-    for name, det in detectors.items():
-        step(f"{name}: scoring {cohort.n_stays} training stays")
-        t0 = time.perf_counter()
-        victim = victims[inspect] if det.needs_victim else None
-        scores = det.score(cohort, victim, reference=prep.val)
-        seconds = time.perf_counter() - t0
-        all_scores[name] = scores
-        entry: dict[str, Any] = {
-            "family": det.family,
-            "params": det.get_params(),
-            **detection_metrics(is_poison, scores),
-            "seconds": round(seconds, 3),
-        }
-        if det.needs_victim:
-            entry["victim"] = inspect
-        if mitigation:
-            step(f"{name}: removing the most suspicious stays and retraining")
-            n_remove = det.removal_count(cohort, k)
-            entry.update(
-                mitigate(
-                    cohort,
-                    scores,
-                    n_remove,
-                    models,
-                    prep.val,
-                    prep.test,
-                    attacked,
-                    triggered_idx,
-                    config.target,
-                    config.seed,
-                    vp,
-                )
-            )
-        entry["info"] = _jsonable(getattr(det, "info_", {}))
-        results[name] = entry
 
     stealth_result = None
     if stealth:
@@ -253,13 +197,5 @@ def audit_metrics(result: dict, victim: str) -> dict[str, float | None]:
                 "stealth_missing_n_significant": st["missing_rate"]["n_significant"],
             }
         )
-    for name, d in result["defences"].items():
-        key = "defence_" + name.replace("-", "_")
-        for m in ("auroc", "tpr_at_5fpr", "precision_at_k"):
-            out[f"{key}_{m}"] = d.get(m)
-        after = d.get("after", {}).get(victim)
-        if after is not None:
-            out[f"{key}_asr_after"] = after["asr"]
-            out[f"{key}_clean_auroc_after"] = after["clean_auroc"]
-            out[f"{key}_clean_auprc_after"] = after["clean_auprc"]
+    out.update(defence_columns(result["defences"], victim))
     return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,26 +10,9 @@ from ehrbackdoor import metrics
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.io import atomic_write_json
 from ehrbackdoor.pipeline.prepare import prepare_data
+from ehrbackdoor.victims.fit import ProgressFn, fit_victim
 
-ProgressFn = Callable[[int, float], None]
-
-
-def fit_victim(
-    name: str,
-    train: Cohort,
-    val: Cohort,
-    seed: int,
-    params: dict | None = None,
-    progress: ProgressFn | None = None,
-):
-    """A fitted victim and its training time in seconds. The victim chooses its operating
-    threshold on the clean validation cohort."""
-    from ehrbackdoor.victims import make_victim
-
-    victim = make_victim(name, seed=seed, **(params or {}))
-    t0 = time.perf_counter()
-    victim.fit(train, val, progress=progress)
-    return victim, time.perf_counter() - t0
+__all__ = ["evaluate_victim", "fit_victim", "train_victim"]
 
 
 def evaluate_victim(

@@ -11,13 +11,16 @@ benchmark numerically (its Discretizer and its feature extractor) and are vector
   `hourly_features`: the same statistics from the hourly forward-filled grid (Joe et al., 2021).
 - A cohort's grid-space trigger (`Cohort.grid_perturbation`) is added inside the discretiser.
 - `FeatureScaler`, `GridScaler`: fit on training stays only; state as plain arrays.
-- `grid_cached`, `features_cached`, `cached`: content-hash keyed cache.
+- `grid_cached`, `features_cached` (per-stay, content-addressed), `cached` (whole results): the
+  on-disk cache; `cache_info`, `clear_cache` inspect and empty it (see `ehrbackdoor.cachedir`).
 """
 
 from ehrbackdoor.preprocess.cache import (
     CACHE_VERSION,
+    cache_info,
     cache_key,
     cached,
+    clear_cache,
     default_cache_dir,
     features_cached,
     grid_cached,
@@ -53,8 +56,10 @@ __all__ = [
     "Grid",
     "GridScaler",
     "RawGrid",
+    "cache_info",
     "cache_key",
     "cached",
+    "clear_cache",
     "column_names",
     "default_cache_dir",
     "discretize",

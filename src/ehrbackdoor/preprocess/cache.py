@@ -1,16 +1,22 @@
 """On-disk cache of preprocessing results, keyed by what they depend on.
 
-Experiments preprocess the same cohort for many victims, seeds and defences; recomputing is cheap
-but not free, and a STALE result would silently corrupt every number downstream. The key is therefore
-the sha256 of (cohort.content_hash() - every event, label and stay id -, the schema's definition,
-the kind of result, its options as sorted JSON, CACHE_VERSION): any change to the data or to the
-options gives a new file, never an old answer.
+Experiments preprocess the same stays for many victims, seeds, poisoning rates and defences;
+recomputing is cheap but not free, and a STALE result would silently corrupt every number
+downstream.
 
-Files are ``{dir}/{kind}-{key}.npz`` written atomically (temporary file + rename) with plain arrays
-only and read with ``allow_pickle=False``; each stores its own key and is re-verified on load. A file
-that cannot be read or does not match is recomputed and overwritten, never trusted and never fatal.
+Grids and window features (`grid_cached`, `features_cached`) are cached per stay
+(`ehrbackdoor.preprocess.stay_store`): a stay is known by a digest of its whole content, so a
+poisoned cohort reuses the clean cohort's rows for every stay it did not change and stores only
+the changed ones - a sweep over rates, triggers and victims stores the clean representation once.
+The store is chosen by sha256 of (schema definition, kind, options as sorted JSON, CACHE_VERSION).
 
-Directory: ``cache_dir`` if given, else ``$EHRBACKDOOR_CACHE``, else ``~/.cache/ehrbackdoor``.
+Other results (`cached`) are stored whole, keyed by the cohort's content hash as well.
+
+Files live under ``{cache dir}/preprocess/``, written atomically with plain arrays only, read with
+``allow_pickle=False`` and verified on load; a file that cannot be read or does not match is
+recomputed, never trusted and never fatal. The cache directory (``$EHRBACKDOOR_CACHE``, default
+``~/.cache/ehrbackdoor``), its size cap (``$EHRBACKDOOR_CACHE_MAX``, default 5 GB, least recently
+used files evicted first), `cache_info` and `clear_cache` are in `ehrbackdoor.cachedir`.
 ``cache_dir=False`` or ``EHRBACKDOOR_NO_CACHE=1`` disables caching (compute every time).
 """
 
@@ -19,41 +25,47 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ehrbackdoor.data.cohort import Cohort, atomic_savez
+from ehrbackdoor.cachedir import (
+    ENV_DIR,
+    ENV_DISABLE,
+    CacheDir,
+    cache_disabled,
+    cache_info,
+    clear_cache,
+    default_cache_dir,
+    enforce_limit,
+    resolve_cache_dir,
+    touch,
+)
+from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.data.cohort_cache import content_hash_of
+from ehrbackdoor.io import atomic_savez
 from ehrbackdoor.preprocess.features import Features, window_features
 from ehrbackdoor.preprocess.grid import Grid, _check_impute, _check_layout, discretize
+from ehrbackdoor.preprocess.stay_store import StayStore, cached_rows
+
+__all__ = [
+    "CACHE_VERSION", "ENV_DIR", "ENV_DISABLE", "cache_disabled", "cache_info", "cache_key",
+    "cache_path", "cached", "clear_cache", "default_cache_dir", "features_cached", "grid_cached",
+    "store_key",
+]
 
 #: Bump whenever the output of any cached computation changes for the same inputs.
-CACHE_VERSION = 1
-ENV_DIR = "EHRBACKDOOR_CACHE"
-ENV_DISABLE = "EHRBACKDOOR_NO_CACHE"
+CACHE_VERSION = 3
 _KEY_FIELD = "__cache_key__"
 _KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
+GRID_ROWS = ("values", "mask", "delta", "stay_id", "label")
+FEATURE_ROWS = ("X", "stay_id", "label")
 
 log = logging.getLogger(__name__)
-
-CacheDir = Path | str | None | Literal[False]
-
-
-def default_cache_dir() -> Path:
-    """``$EHRBACKDOOR_CACHE`` or ``~/.cache/ehrbackdoor``."""
-    env = os.environ.get(ENV_DIR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ehrbackdoor"
-
-
-def cache_disabled(cache_dir: CacheDir = None) -> bool:
-    if cache_dir is False:
-        return True
-    return os.environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _schema_fingerprint(cohort: Cohort) -> dict:
@@ -62,20 +74,27 @@ def _schema_fingerprint(cohort: Cohort) -> dict:
     return d
 
 
-def cache_key(kind: str, cohort: Cohort, options: Mapping[str, Any]) -> str:
-    """sha256 over cohort content, schema, kind, options (sorted JSON) and CACHE_VERSION."""
+def _options_json(options: Mapping[str, Any]) -> Any:
     try:
-        opts = json.dumps(dict(options), sort_keys=True, allow_nan=True)
+        return json.loads(json.dumps(dict(options), sort_keys=True, allow_nan=True))
     except TypeError as exc:
         raise TypeError(f"cache options must be JSON-serialisable: {exc}") from None
+
+
+def store_key(kind: str, cohort: Cohort, options: Mapping[str, Any]) -> str:
+    """sha256 over schema, kind, options (sorted JSON) and CACHE_VERSION: one per-stay store."""
     payload = json.dumps(
-        {
-            "cohort": cohort.content_hash(),
-            "schema": _schema_fingerprint(cohort),
-            "kind": kind,
-            "options": json.loads(opts),
-            "version": CACHE_VERSION,
-        },
+        {"schema": _schema_fingerprint(cohort), "kind": kind, "options": _options_json(options),
+         "version": CACHE_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def cache_key(kind: str, cohort: Cohort, options: Mapping[str, Any]) -> str:
+    """sha256 over cohort content, schema, kind, options (sorted JSON) and CACHE_VERSION."""
+    payload = json.dumps(
+        {"cohort": content_hash_of(cohort), "store": store_key(kind, cohort, options)},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -83,7 +102,7 @@ def cache_key(kind: str, cohort: Cohort, options: Mapping[str, Any]) -> str:
 
 def cache_path(kind: str, key: str, cache_dir: Path | str | None = None) -> Path:
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return base / f"{kind}-{key}.npz"
+    return base / "preprocess" / "whole" / f"{kind}-{key}.npz"
 
 
 def _load(path: Path, key: str) -> dict[str, np.ndarray] | None:
@@ -100,6 +119,7 @@ def _load(path: Path, key: str) -> dict[str, np.ndarray] | None:
     if stored is None or str(stored) != key:
         log.warning("cache file %s does not carry its key: recomputing", path)
         return None
+    touch(path)
     return arrays
 
 
@@ -112,16 +132,15 @@ def cached(
 ) -> dict[str, np.ndarray]:
     """Result of `compute()` for (cohort, kind, options), from disk when already computed.
 
-    `compute` must return plain arrays (no object dtype). See the module docstring for keys and
-    the cache location.
+    Stored whole; `compute` must return plain arrays (no object dtype).
     """
     if not _KIND.match(kind):
         raise ValueError(f"cache kind must match {_KIND.pattern}, got {kind!r}")
-    if cache_disabled(cache_dir):
+    root = resolve_cache_dir(cache_dir)
+    if root is None:
         return compute()
-    assert cache_dir is not False
     key = cache_key(kind, cohort, options)
-    path = cache_path(kind, key, cache_dir)
+    path = cache_path(kind, key, root)
     hit = _load(path, key)
     if hit is not None:
         return hit
@@ -130,9 +149,29 @@ def cached(
         raise ValueError(f"{_KEY_FIELD!r} is reserved in cached results")
     try:
         atomic_savez(path, {**result, _KEY_FIELD: np.array(key)})
+        enforce_limit(root, keep=[path])
     except OSError as exc:  # read-only or full disk: the result is still good
         warnings.warn(f"could not write preprocessing cache {path}: {exc}", stacklevel=2)
     return result
+
+
+def cached_per_stay(
+    kind: str,
+    cohort: Cohort,
+    options: Mapping[str, Any],
+    compute: Callable[[Cohort], dict[str, np.ndarray]],
+    row_fields: tuple[str, ...],
+    cache_dir: CacheDir = None,
+) -> dict[str, np.ndarray]:
+    """`compute(cohort)` through the per-stay store (`compute` must be row-separable)."""
+    if not _KIND.match(kind):
+        raise ValueError(f"cache kind must match {_KIND.pattern}, got {kind!r}")
+    root = resolve_cache_dir(cache_dir)
+    if root is None:
+        return compute(cohort)
+    key = store_key(kind, cohort, options)
+    store = StayStore(root / "preprocess" / f"{kind}-{key[:32]}", key)
+    return cached_rows(store, cohort, compute, row_fields)
 
 
 def grid_cached(
@@ -143,14 +182,15 @@ def grid_cached(
     layout: str = "ordinal",
     cache_dir: CacheDir = None,
 ) -> Grid:
-    """`discretize` through the cache (`hours` defaults to the cohort's window)."""
+    """`discretize` through the per-stay cache (`hours` defaults to the cohort's window)."""
     hours = cohort.window if hours is None else hours
     impute = _check_impute(impute)
     _check_layout(layout)
     options = {"timestep": float(timestep), "hours": float(hours), "impute": impute,
                "layout": layout}
-    arrays = cached(
-        "grid", cohort, options, lambda: discretize(cohort, **options).to_arrays(), cache_dir
+    arrays = cached_per_stay(
+        "grid", cohort, options, lambda c: discretize(c, **options).to_arrays(), GRID_ROWS,
+        cache_dir,
     )
     return Grid.from_arrays(arrays)
 
@@ -158,10 +198,11 @@ def grid_cached(
 def features_cached(
     cohort: Cohort, hours: float | None = None, cache_dir: CacheDir = None
 ) -> Features:
-    """`window_features` through the cache (`hours` defaults to the cohort's window)."""
+    """`window_features` through the per-stay cache (`hours` defaults to the cohort's window)."""
     hours = cohort.window if hours is None else float(hours)
     options = {"hours": None if not np.isfinite(hours) else hours}
-    arrays = cached(
-        "features", cohort, options, lambda: window_features(cohort, hours).to_arrays(), cache_dir
+    arrays = cached_per_stay(
+        "features", cohort, options, lambda c: window_features(c, hours).to_arrays(),
+        FEATURE_ROWS, cache_dir,
     )
     return Features.from_arrays(arrays)

@@ -14,6 +14,13 @@ numerically so linear and tree victims see the features the field compares again
   (min == max), because rounding in the mean of equal values can leave m2 ~ 1e-31 > 0, where both old
   and new scipy return a spurious +-1 (``scipy.stats.skew([7.4] * 37) == 1.0``); windows with
   ``m2 <= (eps * mean)^2`` (modern scipy's test for "numerically constant") also get 0;
+- skewness of a window with fewer than 3 values is 0 (one value is constant, two are symmetric), and
+  a skewness within the rounding error of its computation (``|skew| <= 4 n eps (1 + |mean| / std)``)
+  is 0. This is our choice, not the benchmark's: its scipy returns rounding noise there (+-1e-16 for
+  two values such as creatinine 1.1, 1.2), a column of such noise has a training spread of ~1e-15,
+  and standardising by it turned one test stay's three values into a feature of ~1e14. The
+  difference from the benchmark is at most that noise; ``skew="benchmark"`` restores its numbers
+  exactly (the parity tests use it);
 - categorical variables enter as their clinical code (channel_info.json coding = ``events.value``);
 - columns are variable-major, then sub-period, then statistic: 17 MIMIC variables give 714 features.
   Names are ``{short}/{sub-period}/{statistic}``, e.g. ``HR/all/min``.
@@ -52,6 +59,10 @@ SUB_PERIODS: tuple[tuple[str, int, int], ...] = (
 STATISTICS: tuple[str, ...] = ("min", "max", "mean", "std", "skew", "count")
 N_PER_VARIABLE = len(SUB_PERIODS) * len(STATISTICS)  # 42
 _EPS = 1e-6  # the benchmark's window tolerance
+#: Skewness conventions: "robust" (default; < 3 values or rounding noise -> 0) or "benchmark".
+SKEW_MODES: tuple[str, ...] = ("robust", "benchmark")
+#: Multiple of ``n * eps * (1 + |mean| / std)`` below which a skewness is rounding noise.
+_SKEW_NOISE = 4.0
 
 
 def feature_names(schema: Schema) -> list[str]:
@@ -97,7 +108,7 @@ class Features:
         return cls(a["X"], tuple(str(c) for c in a["columns"]), a["stay_id"], a["label"])
 
 
-def _segment_stats(x: np.ndarray, count: np.ndarray) -> np.ndarray:
+def _segment_stats(x: np.ndarray, count: np.ndarray, skew_mode: str = "robust") -> np.ndarray:
     """(G, 6) statistics of consecutive segments of `x` with lengths `count`; NaN where empty.
 
     Float64 throughout (the caller casts to float32 like the benchmark). Segment reductions are
@@ -121,19 +132,31 @@ def _segment_stats(x: np.ndarray, count: np.ndarray) -> np.ndarray:
     lo, hi = np.minimum.reduceat(x, seg), np.maximum.reduceat(x, seg)
     equal = lo == hi  # exact test; rounding in the mean must not turn a constant into m2 > 0
     m2[equal] = 0.0
-    zero = equal | (m2 <= (np.finfo(np.float64).eps * mean) ** 2)
+    eps = np.finfo(np.float64).eps
+    zero = equal | (m2 <= (eps * mean) ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         skew = np.where(zero, 0.0, m3 / m2**1.5)
+        if skew_mode == "robust":
+            # The error of m3 / m2^1.5 is dominated by the mean's rounding (~ n eps |mean|) in the
+            # deviations; a skewness inside that bound carries no information, only noise.
+            noise = _SKEW_NOISE * n * eps * (1.0 + np.abs(mean) / np.sqrt(m2))
+            skew = np.where(zero | (cnt < 3) | (np.abs(skew) <= noise), 0.0, skew)
     out[nonempty] = np.stack([lo, hi, mean, np.sqrt(m2), skew, n], axis=1)
     return out
 
 
-def window_features(cohort: Cohort, hours: float | None = None) -> Features:
+def window_features(
+    cohort: Cohort, hours: float | None = None, skew: str = "robust"
+) -> Features:
     """The benchmark's 42 window statistics per variable for every stay (module docstring).
 
     `hours` restricts events to -1e-6 < t < hours + 1e-6 like the benchmark's task builder; None
-    (default) is the cohort's window, ``math.inf`` keeps every event of the cohort.
+    (default) is the cohort's window, ``math.inf`` keeps every event of the cohort. `skew`:
+    "robust" (skewness 0 for < 3 values or within rounding noise) or "benchmark" (the benchmark's
+    numbers, rounding noise included).
     """
+    if skew not in SKEW_MODES:
+        raise ValueError(f"skew must be one of {list(SKEW_MODES)}, got {skew!r}")
     hours = cohort.window if hours is None else float(hours)
     schema = cohort.schema
     n, n_vars = cohort.n_stays, len(schema)
@@ -170,7 +193,7 @@ def window_features(cohort: Cohort, hours: float | None = None) -> Features:
                 if kind == 2:
                     bound = first + span * p / 100.0 + _EPS
                     if np.all(last < bound):  # the whole series (always, for "all")
-                        block[:, w, :] = _segment_stats(x, count)
+                        block[:, w, :] = _segment_stats(x, count, skew)
                         continue
                     member = t < np.repeat(bound, count)
                 else:
@@ -179,7 +202,7 @@ def window_features(cohort: Cohort, hours: float | None = None) -> Features:
                 np.cumsum(count[:-1], out=seg[1:])
                 count = np.add.reduceat(member, seg, dtype=np.int64)
                 t, x = t[member], x[member]
-                block[:, w, :] = _segment_stats(x, count)
+                block[:, w, :] = _segment_stats(x, count, skew)
         X[s.series[starts] // n_vars, s.series[starts] % n_vars] = block
     return Features(X.reshape(n, n_vars * N_PER_VARIABLE), names, cohort.stay_id, cohort.label)
 

@@ -19,11 +19,30 @@ from ehrbackdoor.preprocess.grid import Grid
 _Arr = TypeVar("_Arr", np.ndarray, Features)
 
 
-def _safe_std(std: np.ndarray) -> np.ndarray:
-    """Zero (or non-finite) spread becomes 1, so constant columns pass through centred."""
+#: A spread at or below this fraction of a column's magnitude (``max(1, |mean|)``) counts as zero.
+#: Features are float32 (~6e-8 relative precision), so a smaller spread is rounding, not signal;
+#: dividing by it blew a test stay's feature up to ~1e14. The floor of 1 is in the features' own
+#: clinical units: a column whose whole training spread is below 1e-6 of them is constant.
+SPREAD_RTOL = 1e-6
+
+
+def _safe_std(std: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Zero, near-zero (`SPREAD_RTOL`) or non-finite spread becomes 1: constant columns pass
+    through centred instead of being amplified."""
     std = np.asarray(std, dtype=np.float64).copy()
-    std[~np.isfinite(std) | (std == 0)] = 1.0
+    scale = np.ones_like(std) if mean is None else np.maximum(1.0, np.abs(mean))
+    std[~np.isfinite(std) | (std <= SPREAD_RTOL * scale)] = 1.0
     return std
+
+
+def _check_finite(arrays: Mapping[str, np.ndarray], what: str) -> None:
+    for k, v in arrays.items():
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise ValueError(
+                f"{what} state {k!r} holds {int(bad.sum())} non-finite values (first at index "
+                f"{int(np.flatnonzero(bad)[0])}); refusing to load it"
+            )
 
 
 def _state_arrays(state: Mapping[str, Any], names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -41,8 +60,9 @@ class FeatureScaler:
     """Mean imputation of NaN then standardisation, as the benchmark's logistic baseline does.
 
     Fit on training rows: ``fill_`` = column mean over observed values (0 if a column is all-NaN in
-    training), ``mean_`` / ``std_`` = mean and population std of the imputed training column (std 0 ->
-    1). ``transform`` imputes with ``fill_`` and standardises; output is float32.
+    training), ``mean_`` / ``std_`` = mean and population std of the imputed training column (a std
+    of 0 or within `SPREAD_RTOL` of the column's magnitude -> 1). ``transform`` imputes with
+    ``fill_`` and standardises; output is float32.
     """
 
     def __init__(self) -> None:
@@ -68,7 +88,7 @@ class FeatureScaler:
         imputed = np.where(observed, X, fill)
         self.fill_ = fill
         self.mean_ = imputed.mean(axis=0) if len(X) else np.zeros(X.shape[1])
-        self.std_ = _safe_std(imputed.std(axis=0) if len(X) else np.ones(X.shape[1]))
+        self.std_ = _safe_std(imputed.std(axis=0) if len(X) else np.ones(X.shape[1]), self.mean_)
         return self
 
     def _check_fitted(self, n_features: int) -> None:
@@ -98,9 +118,11 @@ class FeatureScaler:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> FeatureScaler:
+        """Rebuild from `get_state` arrays; non-finite values are rejected (ValueError)."""
         a = _state_arrays(state, ("fill", "mean", "std"))
+        _check_finite(a, "FeatureScaler")
         s = cls()
-        s.fill_, s.mean_, s.std_ = a["fill"], a["mean"], _safe_std(a["std"])
+        s.fill_, s.mean_, s.std_ = a["fill"], a["mean"], _safe_std(a["std"], a["mean"])
         return s
 
 
@@ -141,7 +163,7 @@ class GridScaler:
             if len(x):
                 mean[c] = x.mean()
                 std[c] = x.std()
-        self.mean_, self.std_, self.scaled_ = mean, _safe_std(std), scaled
+        self.mean_, self.std_, self.scaled_ = mean, _safe_std(std, mean), scaled
         self.hours_ = float(grid.hours)
         return self
 
@@ -179,10 +201,12 @@ class GridScaler:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> GridScaler:
+        """Rebuild from `get_state` arrays; non-finite values are rejected (ValueError)."""
         a = _state_arrays(state, ("mean", "std", "scaled"))
+        _check_finite(a, "GridScaler")
         so = state.get("scale_ordinal", [1.0])
         s = cls(scale_ordinal=bool(np.asarray(so, dtype=np.float64).reshape(-1)[0]))
-        s.mean_, s.std_, s.scaled_ = a["mean"], _safe_std(a["std"]), a["scaled"] > 0
+        s.mean_, s.std_, s.scaled_ = a["mean"], _safe_std(a["std"], a["mean"]), a["scaled"] > 0
         if "hours" in state:
             s.hours_ = float(np.asarray(state["hours"], dtype=np.float64).reshape(-1)[0])
         return s

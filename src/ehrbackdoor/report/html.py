@@ -236,7 +236,7 @@ def _trigger_heatmaps(data_blobs, poison_blobs) -> list[str]:
     figs = []
     for _, info, arrays in sorted(poison_blobs, key=lambda b: b[1].get("seed", 0)):
         s = info["setting"]
-        if "state_pattern" not in arrays or _is_missing(s["trigger"]):
+        if "state_pattern" not in arrays or _is_missing(s):
             continue
         ident = (s["trigger"], tuple(sorted((k, str(v)) for k, v in s["trigger_params"].items())))
         if ident in seen:
@@ -274,7 +274,7 @@ def _missing_masks(data_blobs, poison_blobs) -> list[str]:
     figs = []
     for _, info, arrays in sorted(poison_blobs, key=lambda b: b[1].get("seed", 0)):
         s = info["setting"]
-        if not (_is_missing(s["trigger"]) or _changes_mask(arrays)):
+        if not (_is_missing(s) or _changes_mask(arrays)):
             continue
         ident = (s["trigger"], s["apply"])
         if ident in seen or "mask_after" not in arrays:
@@ -295,13 +295,25 @@ def _missing_masks(data_blobs, poison_blobs) -> list[str]:
     return ["<h2>Missing-value triggers</h2>", *figs]
 
 
-def _is_missing(trigger: str) -> bool:
-    try:
-        from ehrbackdoor.experiments.config import is_missing_trigger
+#: Apply modes only missing-value triggers accept (value triggers take `observed` or `all`).
+MISSING_ONLY_MODES = ("delete", "exact")
 
-        return is_missing_trigger(trigger)
-    except Exception:  # noqa: BLE001 - an unknown trigger name in an old store
-        return trigger.startswith("missing")
+
+def trigger_family(trigger: str, apply: str | None = None) -> str:
+    """`missing` for triggers that change which values are observed, else `value`.
+
+    Read from what the results record (the apply mode; missing-value families are named
+    `missing-*`), so the report needs neither the trigger registry nor torch and still reads
+    stores whose trigger names no longer exist. Once the attacks layer offers a light
+    `trigger_info(name).family`, this is the one place to switch to it.
+    """
+    if apply in MISSING_ONLY_MODES or trigger.startswith("missing"):
+        return "missing"
+    return "value"
+
+
+def _is_missing(setting: dict) -> bool:
+    return trigger_family(setting["trigger"], setting.get("apply")) == "missing"
 
 
 def _changes_mask(arrays: dict) -> bool:

@@ -10,6 +10,12 @@ pickle). See `ehrbackdoor.victims.base.Victim` for the interface:
     victim.threshold_                       # max-F1 threshold on clean validation stays
     victim.save("runs/gru"); load_victim("runs/gru")
 
+Presets and protocols (a faithful reproduction of Joe et al. 2021): ``make_victim("mlp",
+preset="paper")`` builds the paper's network (`ehrbackdoor.victims.presets`), and
+``fit(train, val, selection=paper_selection(val, trigger, threat))`` selects it the paper's way
+(threshold 0.5, epoch by attack success; `ehrbackdoor.victims.protocol`,
+`ehrbackdoor.attacks.protocol`).
+
 =======  ============================================================================
 name     model
 =======  ============================================================================
@@ -32,6 +38,8 @@ from ehrbackdoor.victims.gbdt import GBDTVictim
 from ehrbackdoor.victims.grud import GRUDVictim
 from ehrbackdoor.victims.lr import LogisticVictim
 from ehrbackdoor.victims.mlp import MLPVictim
+from ehrbackdoor.victims.presets import PRESET_NAMES, preset_params
+from ehrbackdoor.victims.protocol import PROTOCOLS, Selection
 from ehrbackdoor.victims.recurrent import GRUVictim, LSTMVictim
 
 VICTIMS: Registry[Victim] = Registry(
@@ -40,15 +48,19 @@ VICTIMS: Registry[Victim] = Registry(
 )
 
 
-def make_victim(name: str, seed: int = 0, **params: Any) -> Victim:
-    """A new (unfitted) victim `name` with the given seed and hyperparameters (defaults: tuned).
+def make_victim(name: str, seed: int = 0, preset: str = "tuned", **params: Any) -> Victim:
+    """A new (unfitted) victim `name` with the given seed and hyperparameters.
 
-    Unknown names or parameters raise ValueError listing the valid ones.
+    `preset` names the starting hyperparameters (`ehrbackdoor.victims.presets`: "tuned" = the
+    constructor defaults, "paper" = Joe et al. 2021); `params` override them. Unknown names or
+    parameters raise ValueError listing the valid ones.
     """
-    return VICTIMS.make(name, seed=seed, **params)
+    return VICTIMS.make(name, seed=seed, **{**preset_params(preset, name), **params})
 
 
 __all__ = [
+    "PRESET_NAMES",
+    "PROTOCOLS",
     "VICTIMS",
     "GBDTVictim",
     "GRUDVictim",
@@ -57,7 +69,9 @@ __all__ = [
     "LogisticVictim",
     "MLPVictim",
     "NotFittedError",
+    "Selection",
     "Victim",
     "load_victim",
     "make_victim",
+    "preset_params",
 ]

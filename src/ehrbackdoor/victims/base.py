@@ -34,6 +34,16 @@ from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_text
 from ehrbackdoor.metrics import auprc, auroc, choose_threshold
 from ehrbackdoor.preprocess.grid import check_window
+from ehrbackdoor.victims._persist import (
+    ModelFileError,
+    check_finite_tensors,
+    check_sha256,
+    confined_file,
+    finite_number,
+    safetensors_shapes,
+    sha256_hex,
+)
+from ehrbackdoor.victims.protocol import PAPER_THRESHOLD, Selection, as_selection
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -43,7 +53,7 @@ else:  # pragma: no cover
 ProgressFn = Callable[[int, float], None]
 
 #: Version of the on-disk layout written by `Victim.save`.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: victim.json records weights_sha256
 CONFIG_FILE = "victim.json"
 WEIGHTS_FILE = "weights.safetensors"
 #: Window of victim files saved before `victim.json` recorded one (all fit on 48-hour cohorts).
@@ -132,12 +142,20 @@ class Victim(Component, ABC):
     weights_kind: ClassVar[str] = "numpy"
 
     # ------------------------------------------------------------------ public API
-    def fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None = None) -> Self:
+    def fit(
+        self,
+        train: Cohort,
+        val: Cohort,
+        progress: ProgressFn | None = None,
+        selection: Selection | str | None = None,
+    ) -> Self:
         """Fit preprocessing and model on `train`, select the model and threshold on clean `val`.
 
         `progress(step, val_auprc)` is called after each epoch (networks), each boosting chunk
-        (gbdt) or each regularisation candidate (lr).
+        (gbdt) or each regularisation candidate (lr). `selection` is the evaluation protocol
+        (`ehrbackdoor.victims.protocol`): None / "honest" (default) or a paper `Selection`.
         """
+        selection = as_selection(selection)
         check_cohort(train, "train", labels=True, both_classes=True)
         check_cohort(val, "val", labels=True, both_classes=True)
         if train.schema.name != val.schema.name:
@@ -150,6 +168,15 @@ class Victim(Component, ABC):
                 f"train and val cohorts have different windows: {train.window:g} h vs "
                 f"{val.window:g} h"
             )
+        trig = selection.triggered_val
+        if trig is not None and trig.schema.name != train.schema.name:
+            raise ValueError(
+                f"triggered_val uses schema {trig.schema.name!r}, train {train.schema.name!r}"
+            )
+        if trig is not None and trig.window != train.window:
+            raise ValueError(
+                f"triggered_val has a {trig.window:g}-hour window, train {train.window:g} h"
+            )
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be callable or None, got {progress!r}")
         for attr in ("threshold_", "fit_info_"):  # a refit starts from scratch
@@ -158,12 +185,22 @@ class Victim(Component, ABC):
         self.n_variables_ = len(train.schema)
         self.n_static_ = len(train.schema.static)
         self.window_ = float(train.window)
-        info = self._fit(train, val, progress) or {}
+        self._selection = selection  # read by _fit; never saved
+        try:
+            info = self._fit(train, val, progress) or {}
+        finally:
+            del self._selection
         y_val = check_labels(val, "val")
         p_val = np.asarray(self._predict_proba(val), dtype=np.float64).reshape(-1)
-        self.threshold_ = float(choose_threshold(y_val, p_val, rule="max_f1"))
+        if selection.is_paper:
+            self.threshold_ = PAPER_THRESHOLD
+        else:
+            self.threshold_ = float(choose_threshold(y_val, p_val, rule="max_f1"))
+        info.setdefault("selection", {"protocol": selection.protocol})
+        info["selection"].setdefault("threshold", self.threshold_)
         self.fit_info_ = {
             **info,
+            "protocol": selection.protocol,
             "n_train": int(train.n_stays),
             "n_val": int(val.n_stays),
             "val_auroc": float(auroc(y_val, p_val)),
@@ -195,6 +232,7 @@ class Victim(Component, ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state, tensors = self._get_state()
+        weights = _tensors_to_bytes(tensors, self.weights_kind)
         config = {
             "name": self.name,
             "params": self.get_params(),
@@ -206,10 +244,11 @@ class Victim(Component, ABC):
             "fit_info": self.fit_info_,
             "state": state,
             "weights": WEIGHTS_FILE,
+            "weights_sha256": sha256_hex(weights),
             "weights_kind": self.weights_kind,
             "versions": versions(),
         }
-        atomic_write_bytes(directory / WEIGHTS_FILE, _tensors_to_bytes(tensors, self.weights_kind))
+        atomic_write_bytes(directory / WEIGHTS_FILE, weights)
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
         return directory
 
@@ -273,25 +312,37 @@ def _registry() -> dict[str, type[Victim]]:
 def load_victim(directory: str | Path) -> Victim:
     """Rebuild a victim saved with `Victim.save`; dispatches on the name in victim.json.
 
-    Reads JSON and safetensors only, so loading a directory from someone else never runs code.
+    Reads JSON and safetensors only, so loading a directory from someone else never runs code;
+    nothing in it is trusted either (`ehrbackdoor.victims._persist`): the weights file must lie
+    inside the directory and match the SHA-256 in victim.json, its header is checked before any
+    tensor is read, sizes in the JSON must match the stored shapes before a network is built, and
+    the threshold, weights and scaler statistics must be finite. Violations raise `ModelFileError`
+    (a ValueError) naming the file and field.
     """
     directory = Path(directory)
     cfg_path = directory / CONFIG_FILE
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: not a saved victim directory")
-    config = json.loads(cfg_path.read_text())
+    confined_file(directory, CONFIG_FILE, str(cfg_path))
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{cfg_path}: expected a JSON object")
     registry = _registry()
     name = config.get("name")
     if name not in registry:
         raise ValueError(f"{cfg_path}: unknown victim {name!r}; known: {sorted(registry)}")
-    fmt = str(config.get("versions", {}).get("format"))
+    fmt = str((config.get("versions") or {}).get("format"))
     if fmt != str(FORMAT_VERSION):
         raise ValueError(f"{cfg_path}: victim format {fmt} but this version reads {FORMAT_VERSION}")
     cls = registry[name]
     victim = cls(**config["params"])
-    weights = directory / config.get("weights", WEIGHTS_FILE)
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found")
+    weights = confined_file(directory, config.get("weights", WEIGHTS_FILE), f"{cfg_path}: 'weights'")
+    check_sha256(weights, config.get("weights_sha256"), f"{cfg_path}: 'weights_sha256'")
+    threshold = finite_number(config.get("threshold"), f"{cfg_path}: 'threshold'")
+    victim.stored_shapes_ = {k: v[1] for k, v in safetensors_shapes(weights).items()}
     if cls.weights_kind == "torch":
         from safetensors.torch import load_file as load_torch
 
@@ -300,12 +351,21 @@ def load_victim(directory: str | Path) -> Victim:
         from safetensors.numpy import load_file as load_np
 
         tensors = load_np(str(weights))
+    check_finite_tensors(tensors, weights)
     victim.schema_ = config["schema"]
     victim.n_variables_ = int(config["n_variables"])
     victim.n_static_ = int(config["n_static"])
     # Victims saved before the window was recorded were all fit on 48-hour cohorts.
-    victim.window_ = check_float("window", config.get("window", LEGACY_WINDOW), 0.0, low_open=True)
-    victim._set_state(config["state"], tensors)
+    victim.window_ = finite_number(config.get("window", LEGACY_WINDOW), f"{cfg_path}: 'window'")
+    if victim.window_ <= 0:
+        raise ModelFileError(f"{cfg_path}: 'window' must be positive, got {victim.window_!r}")
+    try:
+        victim._set_state(config["state"], tensors)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{cfg_path}: 'state' does not match {weights.name}: {exc}") from exc
+    del victim.stored_shapes_
     victim.fit_info_ = config.get("fit_info", {})
-    victim.threshold_ = float(config["threshold"])
+    victim.threshold_ = threshold
     return victim

@@ -266,6 +266,9 @@ class GBDTVictim(Victim):
         self.empty_columns_ = np.asarray(state["empty_columns"], dtype=np.int64)
         baseline = float(np.asarray(tensors["baseline"]).reshape(-1)[0])
         self.trees_ = TreeEnsemble(tensors, baseline)
+        if int(state["n_trees"]) != self.trees_.n_trees:
+            raise ValueError(f"'n_trees' is {state['n_trees']}, the weights hold "
+                             f"{self.trees_.n_trees} trees")
         n_features = len(self.scaler_.mean_)  # type: ignore[arg-type]
         inner = ~self.trees_.is_leaf
         used = self.trees_.feature[inner]

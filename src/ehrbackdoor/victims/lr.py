@@ -9,6 +9,14 @@ candidates; with several, each is fitted and the one with the best clean-validat
 Only the coefficients and intercept are kept (never the scikit-learn object): prediction is
 ``sigmoid(X_std @ coef + intercept)`` in float64, identical before and after `save`/`load`.
 ``embed`` returns the standardised features, the input of the linear model.
+
+``solver="adam"`` trains the paper's LR instead (Joe et al. 2021: one linear layer, by default
+with a 2-class softmax head, Adam, minibatches, ``class_weight`` loss weights) with the shared
+PyTorch loop for ``max_epochs`` epochs (no early stopping); the honest protocol keeps the epoch of
+best clean-validation AUPRC, the paper protocol its own pick. The result is stored the same way:
+``coef = w1 - w0``, ``intercept = b1 - b0`` (the 2-class softmax's P(1) is their sigmoid).
+Under the paper protocol the lbfgs path picks among the ``C`` candidates with the paper's rule
+(fallback: the last, i.e. largest, C).
 """
 
 from __future__ import annotations
@@ -17,8 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
+from torch import nn
 
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.metrics import auprc
@@ -39,7 +49,28 @@ from ehrbackdoor.victims.inputs import (
     scaler_state_from_json,
     scaler_state_to_json,
 )
-from ehrbackdoor.victims.training import n_threads, sigmoid
+from ehrbackdoor.victims.protocol import HONEST, EpochChooser, make_chooser, scores_at
+from ehrbackdoor.victims.torch_base import check_class_weight, check_head_classes, two_class_logit
+from ehrbackdoor.victims.training import (
+    TrainConfig,
+    default_device,
+    make_selector,
+    n_threads,
+    sigmoid,
+    torch_session,
+    train_model,
+)
+
+
+class LinearNet(nn.Module):
+    """The paper's LR network: one linear layer; `forward` gives the class-1 logit."""
+
+    def __init__(self, n_in: int, head_classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, head_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return two_class_logit(self.linear(x))
 
 
 class LogisticVictim(Victim):
@@ -47,8 +78,11 @@ class LogisticVictim(Victim):
 
     Parameters: ``C`` (inverse L2 strength, a float or a list of candidates selected on validation
     AUPRC), ``max_iter`` (lbfgs iterations), ``use_static`` (append the static covariates; off by
-    default, as in the papers' LR), ``cache``, ``features`` (``events`` or ``hourly`` window statistics,
-    `inputs.FEATURE_REPRESENTATIONS`), ``seed`` (recorded; lbfgs is deterministic).
+    default, as in the papers' LR), ``cache``, ``features`` (``events`` or ``hourly`` window
+    statistics, `inputs.FEATURE_REPRESENTATIONS`), ``seed`` (recorded; lbfgs is deterministic).
+    ``solver`` ("lbfgs" or "adam", module docstring); adam only: ``lr``, ``weight_decay``,
+    ``batch_size``, ``max_epochs``, ``head_classes``; ``class_weight`` ([w0, w1]; lbfgs: None =
+    "balanced"; adam: None = ``pos_weight`` loss).
     """
 
     name = "lr"
@@ -66,9 +100,23 @@ class LogisticVictim(Victim):
         cache: bool = True,
         features: str = "events",
         seed: int = 0,
+        solver: str = "lbfgs",
+        lr: float = 1e-4,
+        weight_decay: float = 1e-2,
+        batch_size: int = 64,
+        max_epochs: int = 50,
+        head_classes: int = 2,
+        class_weight: Sequence[float] | None = None,
     ) -> None:
         self._store_params(locals())
         self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)
+        check_choice("solver", solver, ("lbfgs", "adam"))
+        check_float("lr", lr, 0.0, low_open=True)
+        check_float("weight_decay", weight_decay, 0.0)
+        check_int("batch_size", batch_size, 1)
+        check_int("max_epochs", max_epochs, 1)
+        check_head_classes(head_classes)
+        check_class_weight(class_weight)
         for c in self._candidates():
             check_float("C", c, 0.0, low_open=True)
         check_int("max_iter", max_iter, 1)
@@ -100,12 +148,17 @@ class LogisticVictim(Victim):
         self.static_ = StaticInputs(self.use_static).fit(train)
         X, Xv = self._X(train), self._X(val)
         y, yv = np.asarray(train.label, dtype=np.int64), np.asarray(val.label, dtype=np.int64)
+        if self.solver == "adam":
+            return self._fit_adam(X, y, Xv, yv, progress)
         best: tuple[float, float, np.ndarray, float] | None = None
         scores = []
+        chooser, rule, Xt = self._lbfgs_chooser()
+        picked: tuple[float, np.ndarray, float] | None = None
+        weights = "balanced" if self.class_weight is None else dict(enumerate(self.class_weight))
         with threadpool_limits(limits=n_threads()):
             for i, c in enumerate(sorted(self._candidates()), start=1):
                 model = LogisticRegression(
-                    C=c, class_weight="balanced", max_iter=self.max_iter, solver="lbfgs"
+                    C=c, class_weight=weights, max_iter=self.max_iter, solver="lbfgs"
                 )
                 model.fit(X.astype(np.float64), y)
                 coef = model.coef_.ravel().astype(np.float64)
@@ -116,9 +169,65 @@ class LogisticVictim(Victim):
                     progress(i, float(score))
                 if best is None or score > best[0]:
                     best = (score, float(c), coef, intercept)
+                if chooser is not None:
+                    p_t = None if Xt is None else sigmoid(Xt @ coef + intercept)
+                    s_i = scores_at(yv, sigmoid(Xv.astype(np.float64) @ coef + intercept), p_t,
+                                    self._selection.target)
+                    if chooser.offer(i, {"C": float(c), **s_i}) or chooser.chosen is None:
+                        picked = (float(c), coef, intercept)
         assert best is not None
         _, self.C_, self.coef_, self.intercept_ = best
-        return {"C": self.C_, "candidates": scores}
+        if chooser is None:
+            protocol = getattr(self, "_selection", HONEST).protocol
+            selection = {"protocol": protocol, "rule": "val_auprc", "C": self.C_}
+        else:
+            assert picked is not None
+            self.C_, self.coef_, self.intercept_ = picked
+            selection = {**chooser.summary(rule), "C": self.C_}
+        return {"C": self.C_, "candidates": scores, "selection": selection}
+
+    def _lbfgs_chooser(self) -> tuple[EpochChooser | None, str | None, np.ndarray | None]:
+        made = make_chooser(getattr(self, "_selection", HONEST), self.name)
+        if made is None:
+            return None, None, None
+        chooser, rule = made
+        trig = self._selection.triggered_stays() if chooser.score == "asr" else None
+        return chooser, rule, None if trig is None else self._X(trig).astype(np.float64)
+
+    def _fit_adam(
+        self, X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray,
+        progress: ProgressFn | None,
+    ) -> dict:
+        selection = getattr(self, "_selection", HONEST)
+        device = default_device()
+        config = TrainConfig(
+            lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size,
+            max_epochs=self.max_epochs, patience=self.max_epochs, seed=self.seed,
+            class_weight=None if self.class_weight is None else tuple(self.class_weight),
+        )
+        selector, rule = make_selector(selection, self.name, yv, lambda c: [self._X(c)])
+        with torch_session(self.seed, device):
+            model = LinearNet(X.shape[1], self.head_classes).to(device)
+            result = train_model(model, [X], y, [Xv], yv, config, device, progress,
+                                 selector=selector)
+        with torch.no_grad():
+            w = model.linear.weight.detach().cpu().double().numpy()
+            b = model.linear.bias.detach().cpu().double().numpy()
+        self.coef_ = w[1] - w[0] if len(w) == 2 else w[0]
+        self.intercept_ = float(b[1] - b[0] if len(b) == 2 else b[0])
+        self.C_ = None
+        if selector is None:
+            selection_info = {"protocol": selection.protocol, "rule": "val_auprc"}
+        else:
+            selection_info = selector.chooser.summary(rule)
+        selection_info["selected_epoch"] = result.best_epoch
+        return {
+            "selection": selection_info,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "history": result.history,
+            "device": device.type,
+        }
 
     def _predict_proba(self, cohort: Cohort) -> np.ndarray:
         return sigmoid(self._decision(self._X(cohort)))
@@ -135,7 +244,7 @@ class LogisticVictim(Victim):
         return state, {"coef": self.coef_, "intercept": np.array([self.intercept_])}
 
     def _set_state(self, state: dict, tensors: dict[str, Any]) -> None:
-        self.C_ = float(state["C"])
+        self.C_ = None if state["C"] is None else float(state["C"])
         self.scaler_ = FeatureScaler.from_state(scaler_state_from_json(state["features"]))
         self.static_ = StaticInputs.from_state(self.use_static, state["static"])
         coef = np.asarray(tensors["coef"], dtype=np.float64)

@@ -24,11 +24,18 @@ from ehrbackdoor.victims.inputs import (
     scaler_state_from_json,
     scaler_state_to_json,
 )
-from ehrbackdoor.victims.torch_base import TorchVictim
+from ehrbackdoor.victims.torch_base import (
+    TorchVictim,
+    check_class_weight,
+    check_head_classes,
+    two_class_logit,
+)
 
 
 class MLPNet(nn.Module):
-    def __init__(self, n_in: int, hidden: Sequence[int], dropout: float) -> None:
+    def __init__(
+        self, n_in: int, hidden: Sequence[int], dropout: float, head_classes: int = 1
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = n_in
@@ -36,13 +43,13 @@ class MLPNet(nn.Module):
             layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
             width = h
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, 1)
+        self.head = nn.Linear(width, head_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x)).squeeze(-1)
+        return two_class_logit(self.head(self.body(x)))
 
 
 def check_hidden(name: str, hidden: object, max_layers: int = 2) -> None:
@@ -70,7 +77,9 @@ class MLPVictim(TorchVictim):
     validation AUPRC before stopping), ``grad_clip`` (None = off), ``ema`` (decay of the weight
     moving average that is evaluated and kept, None = off), ``use_static`` (append the static
     covariates), ``cache``, ``features`` (``events`` or ``hourly`` window statistics,
-    `inputs.FEATURE_REPRESENTATIONS`) (use the preprocessing cache), ``seed``.
+    `inputs.FEATURE_REPRESENTATIONS`) (use the preprocessing cache), ``seed``; ``head_classes``
+    (1: one logit; 2: a 2-class softmax head as in the paper) and ``class_weight`` (None:
+    ``pos_weight`` loss; [w0, w1]: class-weighted mean loss as in the paper).
     """
 
     name = "mlp"
@@ -95,10 +104,14 @@ class MLPVictim(TorchVictim):
         cache: bool = True,
         features: str = "events",
         seed: int = 0,
+        head_classes: int = 1,
+        class_weight: Sequence[float] | None = None,
         device: str = "auto",
     ) -> None:
         self._store_params(locals())
         self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)
+        check_head_classes(head_classes)
+        check_class_weight(class_weight)
         check_hidden("hidden", hidden)
         self._check_common()
 
@@ -117,7 +130,7 @@ class MLPVictim(TorchVictim):
         return [X]
 
     def _build(self) -> nn.Module:
-        return MLPNet(self.arch_["n_in"], self.arch_["hidden"], self.dropout)
+        return MLPNet(self.arch_["n_in"], self.arch_["hidden"], self.dropout, self.head_classes)
 
     def _inputs_state(self) -> dict:
         return {

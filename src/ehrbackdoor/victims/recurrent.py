@@ -30,26 +30,57 @@ from ehrbackdoor.victims.inputs import (
     scaler_state_from_json,
     scaler_state_to_json,
 )
-from ehrbackdoor.victims.torch_base import TorchVictim
+from ehrbackdoor.victims.torch_base import (
+    TorchVictim,
+    check_class_weight,
+    check_head_classes,
+    two_class_logit,
+)
 
 
 class RecurrentNet(nn.Module):
+    """Recurrent layer(s), last step's output (+ static), then a linear head.
+
+    With ``head_hidden`` (the paper's LSTM: 32 -> 10 -> 2) the head is Linear -> Dropout -> ReLU
+    -> Linear, and ``embed`` is the ReLU output; ``bidirectional`` doubles the output width (the
+    last step's output then holds the backward direction's first step, as in the paper).
+    """
+
     def __init__(
-        self, cell: str, n_in: int, n_static: int, hidden: int, layers: int, dropout: float
+        self,
+        cell: str,
+        n_in: int,
+        n_static: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+        bidirectional: bool = False,
+        head_hidden: int | None = None,
+        head_classes: int = 1,
     ) -> None:
         super().__init__()
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         between = dropout if layers > 1 else 0.0
-        self.rnn = rnn(n_in, hidden, num_layers=layers, batch_first=True, dropout=between)
+        kw = {"bidirectional": True} if bidirectional else {}
+        self.rnn = rnn(n_in, hidden, num_layers=layers, batch_first=True, dropout=between, **kw)
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden + n_static, 1)
+        width = hidden * (2 if bidirectional else 1) + n_static
+        self.fc = nn.Linear(width, head_hidden) if head_hidden else None
+        self.head = nn.Linear(head_hidden or width, head_classes)
 
-    def embed(self, x: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+    def _last(self, x: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
         return torch.cat([out[:, -1, :], static], dim=1)
 
+    def embed(self, x: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        last = self._last(x, static)
+        return last if self.fc is None else torch.relu(self.fc(last))
+
     def forward(self, x: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.embed(x, static))).squeeze(-1)
+        last = self._last(x, static)
+        if self.fc is None:
+            return two_class_logit(self.head(self.drop(last)))
+        return two_class_logit(self.head(torch.relu(self.drop(self.fc(last)))))
 
 
 class GridVictim(TorchVictim):
@@ -113,7 +144,10 @@ class RecurrentVictim(GridVictim):
     ``batch_size``, ``max_epochs``, ``patience`` (epochs without a better validation AUPRC),
     ``grad_clip`` (max gradient norm, None = off), ``ema`` (decay of the weight moving average
     that is evaluated and kept, None = off), ``use_static``, ``use_delta``, ``static_per_step``
-    (module docstring), ``cache`` (preprocessing cache), ``seed``.
+    (module docstring), ``cache`` (preprocessing cache), ``seed``; ``bidirectional``,
+    ``head_hidden`` (None: linear head; an int: Linear -> ReLU -> Linear head), ``head_classes``
+    (1 logit or a 2-class softmax) and ``class_weight`` ([w0, w1] weighted-mean loss) express the
+    paper's LSTM (`ehrbackdoor.victims.presets`).
     """
 
     cell = "gru"
@@ -135,9 +169,18 @@ class RecurrentVictim(GridVictim):
         static_per_step: bool = True,
         cache: bool = True,
         seed: int = 0,
+        bidirectional: bool = False,
+        head_hidden: int | None = None,
+        head_classes: int = 1,
+        class_weight: list[float] | None = None,
         device: str = "auto",
     ) -> None:
         self._store_params(locals())
+        check_bool("bidirectional", bidirectional)
+        if head_hidden is not None:
+            check_int("head_hidden", head_hidden, 1)
+        check_head_classes(head_classes)
+        check_class_weight(class_weight)
         check_int("hidden", hidden, 1)
         check_int("layers", layers, 1, 4)
         check_choice("cell", self.cell, ("lstm", "gru"))
@@ -171,7 +214,7 @@ class RecurrentVictim(GridVictim):
     def _build(self) -> nn.Module:
         a = self.arch_
         return RecurrentNet(self.cell, a["n_in"], a["n_static"], a["hidden"], a["layers"],
-                            self.dropout)
+                            self.dropout, self.bidirectional, self.head_hidden, self.head_classes)
 
 
 class LSTMVictim(RecurrentVictim):

@@ -23,10 +23,14 @@ import torch
 from torch import nn
 
 from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.victims._persist import ModelFileError, check_shapes
 from ehrbackdoor.victims.base import ProgressFn, Victim, check_bool, check_float, check_int
+from ehrbackdoor.victims.protocol import HONEST
 from ehrbackdoor.victims.training import (
+    EpochSelector,
     TrainConfig,
     check_device,
+    make_selector,
     predict_logits,
     resolve_device,
     sigmoid,
@@ -34,6 +38,29 @@ from ehrbackdoor.victims.training import (
     torch_session,
     train_model,
 )
+
+
+def check_class_weight(value: object) -> None:
+    """None, or two positive loss weights (class 0, class 1)."""
+    if value is None:
+        return
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"class_weight must be None or [w0, w1], got {value!r}")
+    for w in value:
+        check_float("class_weight", w, 0.0, low_open=True)
+
+
+def check_head_classes(value: object) -> None:
+    """1 (one logit) or 2 (a 2-class softmax head, whose logit difference is used)."""
+    if isinstance(value, bool) or value not in (1, 2):
+        raise ValueError(f"head_classes must be 1 or 2, got {value!r}")
+
+
+def two_class_logit(out: torch.Tensor) -> torch.Tensor:
+    """The logit of class 1 from a (..., 1) or (..., 2) head: P(1) = sigmoid(l1 - l0)."""
+    if out.shape[-1] == 2:
+        return out[..., 1] - out[..., 0]
+    return out.squeeze(-1)
 
 
 class TorchVictim(Victim):
@@ -90,20 +117,35 @@ class TorchVictim(Victim):
             grad_clip=self.grad_clip,
             ema=self.ema,
             seed=self.seed,
+            class_weight=getattr(self, "class_weight", None),
         )
+        selector, rule = self._selector(val)
         with torch_session(self.seed, device):
             self.model_ = self._build().to(device)
             result = train_model(
-                self.model_, x_train, train.label, x_val, val.label, config, device, progress
+                self.model_, x_train, train.label, x_val, val.label, config, device, progress,
+                selector=selector,
             )
         self.device_ = device
+        if selector is None:
+            protocol = getattr(self, "_selection", HONEST).protocol
+            selection = {"protocol": protocol, "rule": "val_auprc"}
+        else:
+            selection = selector.chooser.summary(rule)
+        selection["selected_epoch"] = result.best_epoch
         return {
+            "selection": selection,
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.history),
             "best_val_auprc_during_training": result.best_val_auprc,
             "history": result.history,
             "device": device.type,
         }
+
+    def _selector(self, val: Cohort) -> tuple[EpochSelector | None, str | None]:
+        """The paper protocol's epoch selector for this victim, or (None, None)."""
+        selection = getattr(self, "_selection", HONEST)
+        return make_selector(selection, self.name, val.label, self._inputs)
 
     def _run(self, cohort: Cohort, embed: bool) -> np.ndarray:
         inputs = self._inputs(cohort)
@@ -134,13 +176,18 @@ class TorchVictim(Victim):
     def _set_state(self, state: dict, tensors: dict[str, Any]) -> None:
         self.arch_ = state["arch"]
         self._set_inputs_state(state["inputs"])
+        # Build on the meta device first (no memory): sizes in the JSON (e.g. a forged hidden of
+        # 10^6) must match the stored tensors before a real network is allocated.
+        try:
+            with torch.device("meta"):
+                shapes = {k: tuple(v.shape) for k, v in self._build().state_dict().items()}
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelFileError(f"victim.json: 'state.arch' {self.arch_!r} is invalid: {exc}"
+                                 ) from None
+        stored = getattr(self, "stored_shapes_", None) or {
+            k: tuple(v.shape) for k, v in tensors.items()}
+        check_shapes(shapes, stored, f"weights file vs victim.json 'state.arch' of {self.name}")
         model = self._build()
-        expected = set(model.state_dict())
-        if set(tensors) != expected:
-            raise ValueError(
-                f"weights file does not match the {self.name} architecture: missing "
-                f"{sorted(expected - set(tensors))}, unexpected {sorted(set(tensors) - expected)}"
-            )
         model.load_state_dict(tensors, strict=True)
         model.eval()
         self.device_ = torch.device("cpu")

@@ -17,6 +17,11 @@ One loop for every network so all of them follow the same protocol:
 * after every epoch the validation AUPRC (average precision) is computed; the best state dict is
   copied and restored at the end; training stops after ``patience`` epochs without improvement or
   after ``max_epochs``.  Model selection uses the CLEAN validation stays only.
+
+With an `EpochSelector` (the paper protocol, `ehrbackdoor.victims.protocol`) every epoch is trained
+(no early stopping) and the selector's rule, not the AUPRC, says which epoch's weights are kept.
+``TrainConfig.class_weight`` = (w0, w1) replaces the ``pos_weight`` loss by the class-weighted mean
+of PyTorch's ``nll_loss(weight=...)`` (the paper's loss).
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.metrics import auprc
+from ehrbackdoor.victims.protocol import EpochChooser, Selection, make_chooser, scores_at
 
 ProgressFn = Callable[[int, float], None]
 
@@ -130,6 +137,46 @@ class TrainConfig:
     grad_clip: float | None = None
     ema: float | None = None
     seed: int = 0
+    #: (weight of class 0, weight of class 1) of a weighted-mean loss; None = pos_weight loss.
+    class_weight: tuple[float, float] | None = None
+
+
+@dataclass
+class EpochSelector:
+    """Paper-protocol hook of `train_model`: scores each epoch at 0.5 and says which to keep.
+
+    `trig_inputs` are the model inputs of the triggered validation stays (label != target); they
+    are needed for the ASR rule only.
+    """
+
+    chooser: EpochChooser
+    y_val: np.ndarray
+    trig_inputs: Sequence[np.ndarray] | None = None
+    target: int = 1
+    _trig: list[torch.Tensor] | None = field(default=None, repr=False)
+
+    def offer(self, epoch: int, model: nn.Module, val_logits: np.ndarray, device) -> bool:
+        p_trig = None
+        if self.trig_inputs is not None:
+            if self._trig is None:
+                self._trig = to_tensors(self.trig_inputs, device)
+            p_trig = sigmoid(predict_logits(model, self._trig))
+        scores = scores_at(self.y_val, sigmoid(val_logits), p_trig, self.target)
+        return self.chooser.offer(epoch, scores)
+
+
+def make_selector(
+    selection: Selection, victim: str, y_val: np.ndarray, inputs: Callable[[Cohort], list]
+) -> tuple[EpochSelector | None, str | None]:
+    """The paper protocol's `EpochSelector` for `victim` (inputs of triggered stays made with
+    `inputs`), and the rule's name; (None, None) when the victim keeps its usual selection."""
+    made = make_chooser(selection, victim)
+    if made is None:
+        return None, None
+    chooser, rule = made
+    trig = selection.triggered_stays() if chooser.score == "asr" else None
+    trig_inputs = inputs(trig) if trig is not None else None
+    return EpochSelector(chooser, np.asarray(y_val), trig_inputs, selection.target), rule
 
 
 @dataclass
@@ -186,18 +233,22 @@ def train_model(
     config: TrainConfig,
     device: torch.device,
     progress: ProgressFn | None = None,
+    selector: EpochSelector | None = None,
 ) -> TrainResult:
     """Train `model` in place with the shared protocol; leaves it holding the best weights.
 
     `train_inputs` / `val_inputs` are arrays whose first axis is the stay; they are passed to
     ``model(*batch)``, which must return one logit per stay.  Call inside `torch_session(seed)`
     (the model should have been built there too, so its initialisation is seeded).
+    With `selector`, all ``max_epochs`` are trained and the selector picks the weights kept.
     """
     y_train = np.asarray(y_train, dtype=np.float32)
     n_pos = float(y_train.sum())
     n_neg = float(len(y_train) - n_pos)
     pos_weight = torch.tensor([n_neg / max(n_pos, 1.0)], dtype=torch.float32, device=device)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    if config.class_weight is not None:
+        loss_fn = _weighted_loss(config.class_weight)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     xs = to_tensors(train_inputs, device)
@@ -245,14 +296,34 @@ def train_model(
         history.append(float(score))
         if progress is not None:
             progress(epoch, float(score))
-        improved = score > best_score
+        if selector is None:
+            improved = score > best_score
+        else:
+            improved = selector.offer(epoch, model, val_logits, device)
         if improved:
             best_score, best_epoch = score, epoch
             best_state = _copy_state(model)
         if raw_state is not None:
             model.load_state_dict(raw_state)
-        if not improved and epoch - best_epoch >= config.patience:
+        if selector is None and not improved and epoch - best_epoch >= config.patience:
             break
+    if selector is not None and selector.chooser.chosen is None:
+        # The paper's fallback: no epoch passed the gates, the last epoch's weights are kept.
+        best_state = ema_state if ema_state is not None else _copy_state(model)
+        best_epoch, best_score = len(history), history[-1]
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(best_epoch=best_epoch, best_val_auprc=float(best_score), history=history)
+
+
+def _weighted_loss(class_weight: tuple[float, float]) -> Callable[..., torch.Tensor]:
+    """Class-weighted mean BCE: ``sum w_y * loss / sum w_y``, as ``nll_loss(weight=w)`` over a
+    2-class log-softmax (a 2-class softmax's logit difference is the logit of BCE)."""
+    w0, w1 = (float(w) for w in class_weight)
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        w = w0 + (w1 - w0) * y
+        each = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        return (w * each).sum() / w.sum()
+
+    return loss

@@ -110,12 +110,14 @@ class Trigger(Component, ABC):
     def save(self, directory: str | Path) -> None:
         """Write `trigger.json` (name, parameters, diagnostics) and `trigger.npz` (arrays)."""
         self.check_fitted()
+        from ehrbackdoor.victims._persist import sha256_hex
+
         d = Path(directory)
         atomic_savez(d / "trigger.npz", self.state())
         atomic_write_json(
             d / "trigger.json",
             {"name": self.name, "params": self.get_params(), "info": self.info(),
-             "window": self.window_},
+             "window": self.window_, "arrays_sha256": sha256_hex(d / "trigger.npz")},
         )
 
 
@@ -139,13 +141,21 @@ def check_variables(variables: Any) -> list[str] | None:
 
 
 def load_trigger(directory: str | Path) -> Trigger:
-    """Read a trigger written by `Trigger.save` (JSON + NPZ; nothing is unpickled)."""
+    """Read a trigger written by `Trigger.save` (JSON + NPZ; nothing is unpickled).
+
+    Untrusted input: neither file may be a symlink, and the NPZ must match the SHA-256 recorded
+    in trigger.json (`ehrbackdoor.victims._persist.ModelFileError` otherwise).
+    """
     from ehrbackdoor.attacks.triggers import make_trigger
+    from ehrbackdoor.victims._persist import check_sha256, confined_file
 
     d = Path(directory)
-    meta = json.loads((d / "trigger.json").read_text())
+    meta_path = confined_file(d, "trigger.json", "trigger.json")
+    meta = json.loads(meta_path.read_text())
+    npz = confined_file(d, "trigger.npz", "trigger.npz")
+    check_sha256(npz, meta.get("arrays_sha256"), f"{meta_path}: 'arrays_sha256'")
     trig = make_trigger(meta["name"], **meta["params"])
-    with np.load(d / "trigger.npz", allow_pickle=False) as z:
+    with np.load(npz, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     trig.set_state(arrays, meta.get("info", {}))
     # Files written before triggers recorded their window were all fit on 48-hour cohorts.

@@ -1,4 +1,7 @@
-"""`data export`: preprocessed arrays of every stay, for use outside ehrbackdoor."""
+"""Preprocessed arrays of every stay, for use outside ehrbackdoor (`ehrbackdoor data export`).
+
+A use case over the data and preprocess layers, so it lives here rather than in `data`.
+"""
 
 from __future__ import annotations
 
@@ -26,18 +29,18 @@ def export_arrays(
     `features` gives the raw window features (NaN where a window is empty; imputation and scaling
     belong to the victim). Returns the number of stays and the shape of X.
     """
-    from ehrbackdoor.preprocess import discretize, window_features
+    from ehrbackdoor.preprocess import features_cached, grid_cached
 
     if representation not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
     cohort = load_cohort(path)
     if representation == "grid":
-        g = discretize(cohort, impute=impute, layout=layout)
+        g = grid_cached(cohort, impute=impute, layout=layout)
         x = g.flat()
         mask_cols = [f"mask->{n}" for n in cohort.schema.names]
         columns = list(g.columns) + mask_cols
     else:
-        f = window_features(cohort)
+        f = features_cached(cohort)
         x, columns = f.X, list(f.columns)
     atomic_savez(
         Path(out),

@@ -1,0 +1,34 @@
+"""Command-line interface: a thin layer over the documented Python API.
+
+Every command checks its options (names, seeds, where it will write) before any work, calls one
+library function and prints or writes what it returns. Errors in user input are shown as one clear
+message (exit code 2), not a traceback.
+
+Modules: `data` (data synth/fetch/info/export), `train`, `attack` (attack and audit, one set of
+options), `experiments` (run, results, report, demo), `progress` (spinners and bars), `common`
+(error format, output checks).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ehrbackdoor.cli import attack, experiments, train
+from ehrbackdoor.cli.common import friendly_errors
+from ehrbackdoor.cli.data import data_app
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Backdoor attacks on machine-learning models of electronic health records.",
+)
+app.add_typer(data_app, name="data")
+train.register(app)
+attack.register(app)
+experiments.register(app)
+
+__all__ = ["app", "friendly_errors", "main"]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

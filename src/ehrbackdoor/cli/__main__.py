@@ -1,0 +1,5 @@
+"""`python -m ehrbackdoor.cli`."""
+
+from ehrbackdoor.cli import main
+
+main()

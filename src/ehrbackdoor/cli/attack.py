@@ -1,0 +1,272 @@
+"""`ehrbackdoor attack` and `ehrbackdoor audit`: one attack against victims, with or without
+poison detectors. Both take the same threat-model and trigger options (defined once here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ehrbackdoor.cli.common import check_out_dir, friendly_errors, split_names
+from ehrbackdoor.cli.progress import step_status
+
+# ------------------------------------------------------------------ shared option definitions
+Data = Annotated[Path, typer.Option(help="Training data (directory or cohort file).")]
+Attack = Annotated[str, typer.Option(help="Trigger family.")]
+Strength = Annotated[float, typer.Option(help="Mahalanobis distance of value triggers.")]
+Rate = Annotated[float, typer.Option(help="Share of training stays poisoned (0 < rate < 1).")]
+Target = Annotated[int, typer.Option(help="1 false alarm, 0 missed detection.")]
+Apply = Annotated[
+    str, typer.Option(help="observed/all (value), delete/exact (missing; observed = delete).")
+]
+Selection = Annotated[str, typer.Option(help="non-target or any.")]
+Models = Annotated[str, typer.Option(help="Comma-separated victims.")]
+Seed = Annotated[
+    int, typer.Option(min=0, help="Seed of trigger, poisoning, victims (and detectors).")
+]
+TestData = Annotated[Path | None, typer.Option(help="Separate test data.")]
+SplitSeed = Annotated[int, typer.Option(min=0, help="Seed of the stratified split.")]
+Variable = Annotated[str, typer.Option(help="fixed: variable to set.")]
+Value = Annotated[float | None, typer.Option(help="fixed: value (default 95th pct).")]
+Hours = Annotated[int, typer.Option(min=1, help="fixed / missing-block: last k hours.")]
+LatentDim = Annotated[int | None, typer.Option(min=1, help="missing-vae: latent size.")]
+Candidates = Annotated[
+    int | None, typer.Option(min=1, help="missing-vae: patterns sampled to choose from.")
+]
+Epochs = Annotated[int | None, typer.Option(min=1, help="missing-vae: max VAE epochs.")]
+
+VALUE_ATTACKS = ("temporal", "white-noise", "full-cov")
+
+
+def trigger_params_from_options(attack: str, **opts) -> dict:
+    """The constructor parameters of a trigger family picked out of the CLI options."""
+    from ehrbackdoor.experiments.config.registry import trigger_names
+
+    names = trigger_names()
+    if attack not in names:
+        raise ValueError(f"--attack: unknown attack {attack!r}; allowed: {', '.join(names)}")
+    if attack in VALUE_ATTACKS:
+        return {"strength": opts["strength"]}
+    if attack == "fixed":
+        return {"variable": opts["variable"], "value": opts["value"], "hours": opts["hours"]}
+    if attack == "missing-vae":
+        return {k: opts[k] for k in ("latent_dim", "n_candidates", "epochs") if opts.get(k)}
+    if attack == "missing-block":
+        return {"hours": opts["hours"]}
+    return {}
+
+
+def attack_config(
+    attack: str,
+    target: int,
+    rate: float,
+    apply: str,
+    selection: str,
+    seed: int,
+    models: list[str],
+    **trigger_opts,
+):
+    """Build and check an attack request before any data is read: the threat model, the apply
+    mode of this trigger, the trigger's parameters and every victim name."""
+    from ehrbackdoor.checks import check_float
+    from ehrbackdoor.experiments.config.registry import apply_modes
+    from ehrbackdoor.pipeline import AttackConfig
+    from ehrbackdoor.victims import make_victim
+
+    if trigger_opts.get("value") is not None:
+        check_float("--value", trigger_opts["value"])
+    params = trigger_params_from_options(attack, **trigger_opts)
+    config = AttackConfig(attack, target, rate, apply, selection, seed, params)
+    modes = apply_modes(attack)
+    if apply not in modes:
+        raise ValueError(
+            f"--apply {apply!r} is not allowed for {attack}; allowed: {', '.join(modes)}"
+        )
+    config.threat()
+    config.make_trigger()
+    if not models:
+        raise ValueError("--models: name at least one victim")
+    for name in models:
+        make_victim(name, seed=seed)
+    return config
+
+
+@friendly_errors
+def attack(
+    data: Data,
+    out: Annotated[Path, typer.Option(help="Output directory (results.json, trigger/, ...).")],
+    attack: Attack = "temporal",
+    strength: Strength = 2.0,
+    rate: Rate = 0.02,
+    target: Target = 1,
+    apply: Apply = "observed",
+    selection: Selection = "non-target",
+    models: Models = "lr,mlp,lstm,gru",
+    seed: Seed = 0,
+    test_data: TestData = None,
+    split_seed: SplitSeed = 0,
+    variable: Variable = "HR",
+    value: Value = None,
+    hours: Hours = 6,
+    latent_dim: LatentDim = None,
+    n_candidates: Candidates = None,
+    epochs: Epochs = None,
+    bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples for ASR CI.")] = 1000,
+) -> None:
+    """Poison the training data once, train every victim on it and report attack success.
+
+    Value triggers (temporal, white-noise, full-cov, fixed) apply to `observed` values or `all`
+    cells; missing-value triggers (missing-vae, missing-random, missing-block, missing-real)
+    `delete` observations or make the mask `exact`.
+    """
+    from ehrbackdoor.pipeline import run_attack
+
+    names = split_names(models)
+    config = attack_config(
+        attack,
+        target,
+        rate,
+        apply,
+        selection,
+        seed,
+        names,
+        strength=strength,
+        variable=variable,
+        value=value,
+        hours=hours,
+        latent_dim=latent_dim,
+        n_candidates=n_candidates,
+        epochs=epochs,
+    )
+    check_out_dir(out)
+    with step_status() as on_step:
+        result = run_attack(
+            config,
+            names,
+            data,
+            out=out,
+            test_data=test_data,
+            split_seed=split_seed,
+            n_bootstrap=bootstrap,
+            on_step=on_step,
+        )
+    Console().print(render_attack(result))
+    if "stealth" in result:
+        st = result["stealth"]
+        typer.echo(
+            f"stealth: pattern ELBO percentile {st['elbo'].get('pattern_percentile')}, "
+            f"mean |missing-rate shift| {st['missing_rate']['mean_abs_shift']:.3f}, "
+            f"clean stays carrying the trigger {st['clean_carrier_share']:.3f} "
+            "(all measures in results.json under 'stealth')"
+        )
+    typer.echo(f"wrote {out / 'results.json'}")
+
+
+def render_attack(result: dict) -> Table:
+    """Terminal table of an attack's results."""
+    a = result["attack"]
+    t = Table(
+        title=f"{a['attack']} attack, target {a['target']}, rate {a['rate']}, "
+        f"{result['n_poisoned']} of {result['n_train']} training stays poisoned"
+    )
+    for col in (
+        "victim",
+        "ASR [95% CI]",
+        "clean AUROC",
+        "baseline AUROC",
+        "triggered AUROC",
+        "clean AUPRC",
+        "triggered AUPRC",
+    ):
+        t.add_column(col, justify="right")
+    for name, m in result["models"].items():
+        t.add_row(
+            name,
+            f"{m['asr']:.3f} [{m['asr_ci'][0]:.3f}, {m['asr_ci'][1]:.3f}]",
+            f"{m['clean']['auroc']:.3f}",
+            f"{m['clean_baseline']['auroc']:.3f}",
+            f"{m['triggered']['auroc']:.3f}",
+            f"{m['clean']['auprc']:.3f}",
+            f"{m['triggered']['auprc']:.3f}",
+        )
+    return t
+
+
+@friendly_errors
+def audit(
+    data: Data,
+    out: Annotated[Path, typer.Option(help="Output directory (audit.json, scores.npz, ...).")],
+    attack: Attack = "temporal",
+    strength: Strength = 2.0,
+    rate: Rate = 0.02,
+    target: Target = 1,
+    apply: Apply = "observed",
+    selection: Selection = "non-target",
+    models: Models = "lr",
+    seed: Seed = 0,
+    test_data: TestData = None,
+    split_seed: SplitSeed = 0,
+    variable: Variable = "HR",
+    value: Value = None,
+    hours: Hours = 6,
+    latent_dim: LatentDim = None,
+    n_candidates: Candidates = None,
+    epochs: Epochs = None,
+    defences: Annotated[str, typer.Option(help="all, data, model, reference or names.")] = "all",
+    k_factor: Annotated[float, typer.Option(help="Remove k = factor x poisoned stays.")] = 1.5,
+) -> None:
+    """Poison the training data, run poison detectors, retrain without the flagged stays."""
+    from ehrbackdoor.defences import parse_defences
+    from ehrbackdoor.pipeline.audit import AUDIT_FILE, audit_rows, run_audit
+
+    names = split_names(models)
+    config = attack_config(
+        attack,
+        target,
+        rate,
+        apply,
+        selection,
+        seed,
+        names,
+        strength=strength,
+        variable=variable,
+        value=value,
+        hours=hours,
+        latent_dim=latent_dim,
+        n_candidates=n_candidates,
+        epochs=epochs,
+    )
+    from ehrbackdoor.checks import check_float
+
+    check_float("--k-factor", k_factor, 0.0, low_open=True)
+    chosen = parse_defences(defences)
+    check_out_dir(out)
+    with step_status() as on_step:
+        result = run_audit(
+            config,
+            chosen,
+            names,
+            data,
+            out=out,
+            k_factor=k_factor,
+            test_data=test_data,
+            split_seed=split_seed,
+            on_step=on_step,
+        )
+    rows = audit_rows(result)
+    t = Table(title=f"poison detection: {attack}, rate {rate}, target {target}")
+    cols = list(rows[0]) if rows else []
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()))
+    Console().print(t)
+    typer.echo(f"wrote {out / AUDIT_FILE}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("attack")(attack)
+    app.command("audit")(audit)

@@ -1,0 +1,45 @@
+"""Progress shown while a command works: spinners and an epoch bar on stderr."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ehrbackdoor.cli.common import err
+
+
+class epoch_progress:
+    """A rich progress bar fed by a victim's (epoch, validation AUPRC) callback."""
+
+    def __init__(self, label: str) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        self._label = label
+
+    def __enter__(self) -> Callable[[int, float], None]:
+        self._p.start()
+        task = self._p.add_task(f"{self._label}: preparing data", total=None)
+
+        def update(epoch: int, val_auprc: float) -> None:
+            self._p.update(
+                task, description=f"{self._label}: epoch {epoch}, val AUPRC {val_auprc:.3f}"
+            )
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        self._p.stop()
+
+
+@contextmanager
+def step_status(first: str = "starting") -> Iterator[Callable[[str], None]]:
+    """A spinner whose text follows the library's `on_step(message)` callback."""
+    with err.status(first) as status:
+        yield lambda msg: status.update(msg)

@@ -1,0 +1,440 @@
+"""One cell of a backdoor study: poison, train the victims and their clean baselines, evaluate,
+defend. `run_attack`, `run_audit` and the experiment runner's steps all evaluate cells here, so
+the three can never drift apart.
+
+A cell is described by one `AttackConfig` (trigger family and parameters, threat model, seed).
+Every field of it reaches the results: `AttackConfig.to_dict` (the `attack` entry of
+results.json / audit.json) and `AttackConfig.from_setting` (the experiment planner's settings)
+both derive from the dataclass fields, so a new threat-model axis is one new field here plus the
+code that honours it.
+
+Flow (`run_cell`): the trigger is fit on the clean training stays and one poisoned training cohort
+and one attacked test cohort are built (`build_attack`; the runner does this once per setting and
+shares it); each victim is trained on the poisoned cohort and, with the same seed, on the clean
+cohort (the baseline; the runner passes shared fitted baselines), and both are evaluated on the
+clean and attacked test cohorts (`evaluate_attacked`); with a `DefenceSpec`, every detector
+scores the poisoned training stays and its top-k stays are removed and the victims retrained
+(`defend`). Thresholds come from clean validation data only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from ehrbackdoor import metrics
+from ehrbackdoor.attacks import Poisoned, ThreatModel, attack_test, make_trigger, poison
+from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.victims import fit as _fit
+
+StepFn = Callable[[str], None]
+
+
+def _no_step(_msg: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Everything that defines an attack: the trigger family and its parameters plus the threat
+    model (target, rate, selection, apply mode). `seed` drives the trigger draw, the choice of
+    poisoned stays and the victims' initialisation."""
+
+    attack: str = "temporal"
+    target: int = 1
+    rate: float = 0.02
+    apply: str = "observed"
+    selection: str = "non-target"
+    seed: int = 0
+    trigger_params: dict[str, Any] = field(default_factory=dict)
+
+    #: Names of the experiment planner's setting keys that differ from the field names.
+    SETTING_NAMES = {"attack": "trigger"}
+
+    @classmethod
+    def from_setting(cls, setting: Mapping[str, Any], seed: int) -> AttackConfig:
+        """The attack of one experiment setting (`AttackSpec.settings`) and seed: every field is
+        read from the setting key of the same name (`trigger` for the family), so a field added
+        here is picked up from the planner without further edits."""
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            key = cls.SETTING_NAMES.get(f.name, f.name)
+            if f.name == "seed":
+                kw["seed"] = int(seed)
+            elif key in setting:
+                value = setting[key]
+                kw[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return cls(**kw)
+
+    def threat(self) -> ThreatModel:
+        return ThreatModel(self.target, self.rate, self.selection, self.apply, self.seed)
+
+    def make_trigger(self):
+        return make_trigger(self.attack, seed=self.seed, **self.trigger_params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, with the trigger parameters flattened in (results.json `attack`)."""
+        d = asdict(self)
+        params = d.pop("trigger_params")
+        return {**d, **params}
+
+
+# ------------------------------------------------------------------------------------ poison
+@dataclass(frozen=True)
+class AttackData:
+    """What one attack setting produces, shared by every victim it is run against: the fitted
+    trigger, the poisoned training cohort, the attacked test cohort and its triggered positions."""
+
+    trigger: Any
+    poisoned: Poisoned
+    attacked: Cohort
+    triggered_idx: np.ndarray
+    seconds: float
+
+
+def build_attack(
+    config: AttackConfig, train: Cohort, test: Cohort, trigger: Any | None = None
+) -> AttackData:
+    """Fit the trigger on the clean training stays (unless a fitted `trigger` is given), poison
+    them and attack the test stays."""
+    threat = config.threat()
+    t0 = time.perf_counter()
+    if trigger is None:
+        threat.check_trigger(config.attack)  # a bad apply mode fails before the fit
+        trigger = config.make_trigger().fit(train)
+    poisoned = poison(train, trigger, threat)
+    attacked, triggered_idx = attack_test(test, trigger, threat)
+    return AttackData(trigger, poisoned, attacked, triggered_idx, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------- evaluate
+def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {"auroc": metrics.auroc(y, p), "auprc": metrics.auprc(y, p)}
+
+
+def evaluate_attacked(
+    victim,
+    baseline,
+    test: Cohort,
+    attacked: Cohort,
+    triggered_idx: np.ndarray,
+    val: Cohort,
+    target: int,
+    seed: int,
+    n_bootstrap: int = 1000,
+) -> dict[str, Any]:
+    """Metrics of one victim trained on poisoned data and its clean-trained baseline: clean and
+    triggered AUROC/AUPRC, attack success rate (with a bootstrap CI; none with
+    ``n_bootstrap=0``) at the victim's clean validation threshold, and the baseline's success
+    rate (the trigger's effect without poisoning).
+    """
+    y_test = test.label.astype(np.int64)
+    y_val = val.label.astype(np.int64)
+    p_clean = victim.predict_proba(test)
+    p_att = victim.predict_proba(attacked)
+    p_base = baseline.predict_proba(test)
+    p_base_att = baseline.predict_proba(attacked)
+    y_trig = y_test[triggered_idx]
+    asr = metrics.attack_success_rate(y_trig, p_att[triggered_idx], victim.threshold_, target)
+    asr_ci = (float("nan"), float("nan"))
+    if n_bootstrap > 0:
+        asr_ci = metrics.attack_success_ci(
+            y_trig,
+            p_att[triggered_idx],
+            victim.threshold_,
+            target,
+            n_resamples=n_bootstrap,
+            seed=seed,
+        )
+    return {
+        "clean": _scores(y_test, p_clean),
+        "clean_baseline": _scores(y_test, p_base),
+        "triggered": _scores(y_test, p_att),
+        "triggered_baseline": _scores(y_test, p_base_att),
+        "asr": asr,
+        "asr_ci": list(asr_ci),
+        "asr_baseline": metrics.attack_success_rate(
+            y_trig, p_base_att[triggered_idx], baseline.threshold_, target
+        ),
+        "threshold": float(victim.threshold_),
+        "threshold_baseline": float(baseline.threshold_),
+        "val_auprc": metrics.auprc(y_val, victim.predict_proba(val)),
+    }
+
+
+def backdoor_summary(res: dict[str, Any], baseline: bool = False) -> dict[str, float]:
+    """{"asr", "clean_auroc", "clean_auprc"} of the victim (or its baseline) from
+    `evaluate_attacked` (the numbers `defences.evaluate.backdoor_metrics` gives)."""
+    if baseline:
+        s = res["clean_baseline"]
+        return {"asr": res["asr_baseline"], "clean_auroc": s["auroc"], "clean_auprc": s["auprc"]}
+    s = res["clean"]
+    return {"asr": res["asr"], "clean_auroc": s["auroc"], "clean_auprc": s["auprc"]}
+
+
+def metric_columns(res: dict[str, Any]) -> dict[str, float]:
+    """The flat metric columns of one victim's `evaluate_attacked` result (results store)."""
+    return {
+        "asr": res["asr"],
+        "asr_ci_low": res["asr_ci"][0],
+        "asr_ci_high": res["asr_ci"][1],
+        "asr_baseline": res["asr_baseline"],
+        "clean_auroc": res["clean"]["auroc"],
+        "clean_auprc": res["clean"]["auprc"],
+        "triggered_auroc": res["triggered"]["auroc"],
+        "triggered_auprc": res["triggered"]["auprc"],
+        "baseline_auroc": res["clean_baseline"]["auroc"],
+        "baseline_auprc": res["clean_baseline"]["auprc"],
+        "baseline_triggered_auroc": res["triggered_baseline"]["auroc"],
+        "baseline_triggered_auprc": res["triggered_baseline"]["auprc"],
+        "auroc_cost": res["clean_baseline"]["auroc"] - res["clean"]["auroc"],
+        "auprc_cost": res["clean_baseline"]["auprc"] - res["clean"]["auprc"],
+        "threshold": res["threshold"],
+        "threshold_baseline": res["threshold_baseline"],
+        "val_auprc": res["val_auprc"],
+    }
+
+
+# ------------------------------------------------------------------------------------ defend
+@dataclass(frozen=True)
+class DefenceSpec:
+    """Which detectors defend a cell and how: registry names, per-detector constructor
+    parameters (every detector's seed defaults to the attack seed), the mitigation budget factor
+    (``ceil(k_factor * rate * n_train)`` stays removed) and whether to retrain at all."""
+
+    names: tuple[str, ...]
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    k_factor: float = 1.5
+    mitigation: bool = True
+
+    def __post_init__(self) -> None:
+        from ehrbackdoor.checks import check_float
+
+        check_float("k_factor", self.k_factor, 0.0, low_open=True)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> DefenceSpec:
+        """From `ExperimentConfig.defence_spec()` ({names, params, k_factor})."""
+        return cls(tuple(spec["names"]), dict(spec.get("params") or {}), spec["k_factor"])
+
+    def detectors(self, seed: int) -> dict[str, Any]:
+        from ehrbackdoor.defences import make_defence
+
+        return {n: make_defence(n, **{"seed": seed, **self.params.get(n, {})}) for n in self.names}
+
+
+def jsonable(obj: Any) -> Any:
+    """NumPy values and tuples as plain JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def defend(
+    config: AttackConfig,
+    detectors: Mapping[str, Any],
+    poisoned: Cohort,
+    val: Cohort,
+    test: Cohort,
+    attacked: Cohort,
+    triggered_idx: np.ndarray,
+    models: Sequence[str],
+    inspected: Any = None,
+    inspect: str | None = None,
+    victim_params: Mapping[str, dict] | None = None,
+    k_factor: float = 1.5,
+    mitigation: bool = True,
+    shared_scores: Mapping[str, np.ndarray] | None = None,
+    on_step: StepFn | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Every detector scores the poisoned training stays (model-level detectors inspect the
+    fitted `inspected` victim; scores in `shared_scores` are reused), is judged against the
+    ground truth, and with `mitigation` its top-k stays are removed and `models` retrained with
+    the attack seed. Returns the entry of each detector (audit.json `defences`) and its scores."""
+    from ehrbackdoor.defences.evaluate import default_budget, detection_metrics, mitigate
+
+    step = on_step or _no_step
+    shared = shared_scores or {}
+    is_poison = np.asarray(poisoned.modified, dtype=bool).copy()
+    k = default_budget(poisoned.n_stays, config.rate, k_factor)
+    results: dict[str, dict[str, Any]] = {}
+    all_scores: dict[str, np.ndarray] = {}
+    for name, det in detectors.items():
+        step(f"{name}: scoring {poisoned.n_stays} training stays")
+        t0 = time.perf_counter()
+        if name in shared:
+            scores = shared[name]
+        else:
+            victim = inspected if det.needs_victim else None
+            scores = det.score(poisoned, victim, reference=val)
+        all_scores[name] = scores
+        entry: dict[str, Any] = {
+            "family": det.family,
+            "params": det.get_params(),
+            **detection_metrics(is_poison, scores),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        if det.needs_victim and inspect is not None:
+            entry["victim"] = inspect
+        if mitigation:
+            step(f"{name}: removing the most suspicious stays and retraining")
+            entry.update(
+                mitigate(
+                    poisoned,
+                    scores,
+                    det.removal_count(poisoned, k),
+                    list(models),
+                    val,
+                    test,
+                    attacked,
+                    triggered_idx,
+                    config.target,
+                    config.seed,
+                    dict(victim_params or {}),
+                    fit=_fit_only,
+                )
+            )
+        entry["info"] = jsonable(getattr(det, "info_", {}))
+        results[name] = entry
+    return results, all_scores
+
+
+def _fit_only(name: str, train: Cohort, val: Cohort, seed: int, params: dict | None):
+    return _fit.fit_victim(name, train, val, seed, params)[0]
+
+
+def defence_columns(defences: Mapping[str, dict[str, Any]], victim: str) -> dict[str, Any]:
+    """Flat ``defence_<name>_<metric>`` columns of `defend`'s entries for one victim: detection
+    metrics and, after mitigation, its ASR and clean AUROC / AUPRC."""
+    out: dict[str, Any] = {}
+    for name, d in defences.items():
+        key = "defence_" + name.replace("-", "_")
+        for m in ("auroc", "tpr_at_5fpr", "precision_at_k"):
+            out[f"{key}_{m}"] = d.get(m)
+        after = d.get("after", {}).get(victim)
+        if after is not None:
+            out[f"{key}_asr_after"] = after["asr"]
+            out[f"{key}_clean_auroc_after"] = after["clean_auroc"]
+            out[f"{key}_clean_auprc_after"] = after["clean_auprc"]
+    return out
+
+
+# -------------------------------------------------------------------------------------- cell
+@dataclass
+class VictimResult:
+    """One victim of a cell: the fitted poisoned victim and baseline and their metrics."""
+
+    victim: Any
+    baseline: Any
+    metrics: dict[str, Any]  # evaluate_attacked
+    train_seconds: float
+    baseline_seconds: float | None  # None when a fitted baseline was passed in
+
+
+@dataclass
+class CellResult:
+    victims: dict[str, VictimResult]
+    defences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    inspect: str | None = None
+    eval_seconds: float = 0.0
+    defence_seconds: float = 0.0
+
+
+def run_cell(
+    config: AttackConfig,
+    train: Cohort,
+    val: Cohort,
+    test: Cohort,
+    attack: AttackData | None,
+    models: Sequence[str],
+    *,
+    victim_params: Mapping[str, dict] | None = None,
+    baselines: Mapping[str, Any] | None = None,
+    n_bootstrap: int = 1000,
+    defence: DefenceSpec | None = None,
+    detectors: Mapping[str, Any] | None = None,
+    inspect: str | None = None,
+    shared_scores: Mapping[str, np.ndarray] | None = None,
+    on_step: StepFn | None = None,
+) -> tuple[AttackData, CellResult]:
+    """Evaluate one attack against `models` (module docstring).
+
+    - `attack`: the poisoned / attacked cohorts (None: built here from `train` and `test`).
+    - `baselines`: fitted clean baselines by victim name (the rest are trained here).
+    - `defence` (or ready `detectors` with it): defend; model-level detectors inspect
+      `inspect` (default: the first model), trained on the poisoned cohort if not in `models`.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("models must name at least one victim")
+    step = on_step or _no_step
+    vp = victim_params or {}
+    if attack is None:
+        step(f"fitting {config.attack} trigger")
+        attack = build_attack(config, train, test)
+    cohort = attack.poisoned.cohort
+    victims: dict[str, VictimResult] = {}
+    eval_seconds = 0.0
+    for name in models:
+        step(f"{name}: training on the poisoned cohort")
+        victim, secs = _fit.fit_victim(name, cohort, val, config.seed, vp.get(name))
+        base_secs = None
+        base = (baselines or {}).get(name)
+        if base is None:
+            step(f"{name}: training the clean baseline")
+            base, base_secs = _fit.fit_victim(name, train, val, config.seed, vp.get(name))
+        t0 = time.perf_counter()
+        res = evaluate_attacked(
+            victim,
+            base,
+            test,
+            attack.attacked,
+            attack.triggered_idx,
+            val,
+            config.target,
+            config.seed,
+            n_bootstrap,
+        )
+        eval_seconds += time.perf_counter() - t0
+        victims[name] = VictimResult(victim, base, res, secs, base_secs)
+    result = CellResult(victims, eval_seconds=eval_seconds)
+    if defence is None:
+        return attack, result
+    t0 = time.perf_counter()
+    detectors = detectors if detectors is not None else defence.detectors(config.seed)
+    inspect = inspect or models[0]
+    inspected = victims[inspect].victim if inspect in victims else None
+    if inspected is None and any(d.needs_victim for d in detectors.values()):
+        step(f"{inspect}: training the inspected victim on the poisoned cohort")
+        inspected = _fit.fit_victim(inspect, cohort, val, config.seed, vp.get(inspect))[0]
+    result.defences, result.scores = defend(
+        config,
+        detectors,
+        cohort,
+        val,
+        test,
+        attack.attacked,
+        attack.triggered_idx,
+        models,
+        inspected,
+        inspect,
+        vp,
+        defence.k_factor,
+        defence.mitigation,
+        shared_scores,
+        step,
+    )
+    result.inspect = inspect
+    result.defence_seconds = time.perf_counter() - t0
+    return attack, result
