@@ -8,8 +8,7 @@ least one observation of the variable in that hour) over the T hourly bins of th
 refused.
 
 Model: a 1-D convolutional encoder over the T hourly steps (the F variables are channels; T is
-zero-padded at the end to a multiple of 4 for the two stride-2 layers, and the decoder's output
-cropped back to T, a no-op at 48 and 24 steps), a
+zero-padded to a multiple of 4 and the output cropped back, a no-op at 48 and 24 steps), a
 Gaussian posterior q(z|x) = N(mu, diag(exp(logvar))), a standard-normal prior and a transposed-
 convolution decoder whose output are independent Bernoulli logits per cell, plus a learned per-cell
 bias started at the training cell frequencies (so the latent only has to explain what the per-cell
@@ -378,7 +377,7 @@ class MaskVAE(Component):
         """Rebuild a fitted model from `config()` and `arrays()` (no code is executed)."""
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported mask VAE format {config.get('format_version')!r}")
-        from ehrbackdoor.victims._persist import check_finite_tensors, check_shapes
+        from ehrbackdoor.victims._persist import ModelFileError, check_finite_tensors, check_shapes
 
         vae = cls(**config["params"])
         vae.n_vars_ = int(config["n_vars"])
@@ -386,11 +385,8 @@ class MaskVAE(Component):
         check_finite_tensors(arrays, Path(WEIGHTS_FILE))
         # T: recorded since windows vary; older files have it only as the cell frequencies' rows.
         vae.n_steps_ = int(config.get("n_steps", vae.cell_freq_.shape[0]))
-        if vae.n_steps_ < 1 or vae.cell_freq_.shape != (vae.n_steps_, vae.n_vars_):
-            raise ValueError(
-                f"mask VAE cell frequencies have shape {vae.cell_freq_.shape}, expected "
-                f"({vae.n_steps_}, {vae.n_vars_})"
-            )
+        if vae.n_steps_ < 1:
+            raise ModelFileError(f"{CONFIG_FILE}: 'n_steps' must be >= 1, got {vae.n_steps_}")
         # Sizes from the JSON (n_vars, hidden, latent_dim, n_steps) must match the stored tensors
         # before a network is allocated: build it on the meta device (no memory), compare first.
         with torch.device("meta"):
@@ -400,6 +396,11 @@ class MaskVAE(Component):
         state = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k[:4] == "net."}
         check_shapes(want, {k: tuple(v.shape) for k, v in state.items()},
                      f"{WEIGHTS_FILE} vs {CONFIG_FILE} sizes")
+        if vae.cell_freq_.shape != (vae.n_steps_, vae.n_vars_):
+            raise ModelFileError(
+                f"{WEIGHTS_FILE}: cell_freq has shape {vae.cell_freq_.shape}, expected "
+                f"({vae.n_steps_}, {vae.n_vars_})"
+            )
         net = _Net(vae.n_vars_, vae.latent_dim, vae.hidden, vae.n_steps_)
         net.load_state_dict(state, strict=True)
         net.eval()
