@@ -252,3 +252,12 @@ def test_cuda_without_cuda_is_a_clear_error():
         MaskVAE(epochs=1, device="cuda").fit(np.zeros((8, 24, 3), dtype=bool))
     with pytest.raises(ValueError, match="device must be one of"):
         MaskVAE(device="gpu")
+
+
+
+def test_cohort_cache_file_keeps_the_window(tmp_path):
+    from ehrbackdoor.data.cohort_cache import _arrays
+    from ehrbackdoor.io import atomic_savez
+
+    atomic_savez(tmp_path / "c.npz", _arrays(windowed(24.0)))  # what a cached data dir holds
+    assert Cohort.load(tmp_path / "c.npz").window == 24.0
