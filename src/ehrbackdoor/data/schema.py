@@ -88,25 +88,29 @@ class Schema:
         raise KeyError(f"unknown variable {name!r} in schema {self.name!r}; known: {self.names}")
 
     # Column-wise views used by vectorised code.
+    def _column(self, attr: str, dtype: type) -> np.ndarray:
+        """One attribute of every variable, in variable order, as an array."""
+        return np.array([getattr(v, attr) for v in self.variables], dtype=dtype)
+
     @property
     def lows(self) -> np.ndarray:
-        return np.array([v.low for v in self.variables], dtype=np.float64)
+        return self._column("low", np.float64)
 
     @property
     def highs(self) -> np.ndarray:
-        return np.array([v.high for v in self.variables], dtype=np.float64)
+        return self._column("high", np.float64)
 
     @property
     def normals(self) -> np.ndarray:
-        return np.array([v.normal for v in self.variables], dtype=np.float64)
+        return self._column("normal", np.float64)
 
     @property
     def precisions(self) -> np.ndarray:
-        return np.array([v.precision for v in self.variables], dtype=np.int64)
+        return self._column("precision", np.int64)
 
     @property
     def categorical(self) -> np.ndarray:
-        return np.array([v.is_categorical for v in self.variables], dtype=bool)
+        return self._column("is_categorical", bool)
 
     def to_dict(self) -> dict:
         """JSON-serialisable description (saved with runs so a result names its schema)."""

@@ -19,14 +19,8 @@ from typing import Any
 import numpy as np
 
 from ehrbackdoor.data.cohort import Cohort
-from ehrbackdoor.defences.base import (
-    Detector,
-    check_choice,
-    check_int,
-    embeddings,
-    predicted_classes,
-)
-from ehrbackdoor.defences.spectral import SEGMENTS, top_directions
+from ehrbackdoor.defences.base import Detector, check_choice, check_int
+from ehrbackdoor.defences.spectral import SEGMENTS, class_segments, top_directions
 
 
 class ActivationClusteringDetector(Detector):
@@ -52,15 +46,9 @@ class ActivationClusteringDetector(Detector):
         from sklearn.cluster import KMeans
         from sklearn.metrics import silhouette_score
 
-        Z = embeddings(victim, cohort)
-        cls = predicted_classes(victim, cohort, self.by)
         out = np.zeros(cohort.n_stays)
         info = {}
-        for c in np.unique(cls):
-            sel = np.flatnonzero(cls == c)
-            if len(sel) < 4:
-                continue
-            Zc = Z[sel] - Z[sel].mean(axis=0)
+        for c, sel, Zc in class_segments(victim, cohort, self.by, 4):
             _, vt = top_directions(Zc, self.n_components, self.seed)
             R = Zc @ vt.T
             if np.allclose(R, 0):
@@ -83,7 +71,7 @@ class ActivationClusteringDetector(Detector):
             other = d[np.arange(len(sel)), 1 - assign]
             margin = np.where(own + other > 0, (other - own) / np.maximum(own + other, 1e-12), 0)
             out[sel] = max(sil, 0.0) * (1.0 - rel[assign]) + 1e-3 * margin
-            info[str(int(c))] = {
+            info[str(c)] = {
                 "n": int(len(sel)),
                 "silhouette": sil,
                 "smaller_cluster_share": float(rel.min()),

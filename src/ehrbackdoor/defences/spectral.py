@@ -11,6 +11,7 @@ needed for the shared evaluation).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,20 @@ from ehrbackdoor.defences.base import (
 )
 
 SEGMENTS = ("predicted", "label")
+
+
+def class_segments(
+    victim: Any, cohort: Cohort, by: str, min_size: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Per class (`predicted_classes`) of at least `min_size` stays: the class, its stays'
+    positions and their embeddings centred on the class mean (what both latent detectors split)."""
+    Z = embeddings(victim, cohort)
+    cls = predicted_classes(victim, cohort, by)
+    for c in np.unique(cls):
+        sel = np.flatnonzero(cls == c)
+        if len(sel) < min_size:
+            continue
+        yield int(c), sel, Z[sel] - Z[sel].mean(axis=0)
 
 
 def top_directions(Zc: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,20 +68,14 @@ class SpectralSignatureDetector(Detector):
         self.n_directions = check_int("n_directions", n_directions, 1)
 
     def _score(self, cohort: Cohort, victim: Any, reference: Cohort | None) -> np.ndarray:
-        Z = embeddings(victim, cohort)
-        cls = predicted_classes(victim, cohort, self.by)
         out = np.zeros(cohort.n_stays)
         info = {}
-        for c in np.unique(cls):
-            sel = np.flatnonzero(cls == c)
-            if len(sel) < 2:
-                continue
-            Zc = Z[sel] - Z[sel].mean(axis=0)
+        for c, sel, Zc in class_segments(victim, cohort, self.by, 2):
             s, vt = top_directions(Zc, self.n_directions, self.seed)
             proj = Zc @ vt.T
             score = (proj**2).sum(axis=1)
             mean = float(score.mean())
             out[sel] = score / mean if mean > 0 else 0.0
-            info[str(int(c))] = {"n": int(len(sel)), "top_singular_values": s.tolist()}
+            info[str(c)] = {"n": int(len(sel)), "top_singular_values": s.tolist()}
         self.info_ = {"classes": info}
         return out
