@@ -8,7 +8,7 @@ import os
 import socket
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -248,62 +248,51 @@ def test_full_download_and_extraction(source: Path, server: ServerState, tmp_pat
     assert not (out / "set-c").exists()
 
 
-def test_resume_sends_range_request(source: Path, server: ServerState, tmp_path: Path) -> None:
+def _fetch_over_partial(
+    source: Path, server: ServerState, tmp_path: Path, part_of: Callable[[bytes], bytes]
+) -> Path:
+    """Fetch set a into a destination that already holds ``part_of(the whole archive)`` as an
+    interrupted download; check the extracted set and return the destination."""
     records = _build_set(source, "a", server.root)
     _write_sums(server.root)
-    full = (server.root / "set-a.tar.gz").read_bytes()
     out = tmp_path / "dest" / "out"
     out.mkdir(parents=True)
-    (out / "set-a.tar.gz.part").write_bytes(full[: len(full) // 2])
+    (out / "set-a.tar.gz.part").write_bytes(part_of((server.root / "set-a.tar.gz").read_bytes()))
 
     fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
 
-    assert server.hits("set-a.tar.gz") == [("set-a.tar.gz", f"bytes={len(full) // 2}-", 206)]
     _assert_set(out, "a", records, server.root)
+    return out
+
+
+def _first_half(full: bytes) -> bytes:
+    return full[: len(full) // 2]
+
+
+def test_resume_sends_range_request(source: Path, server: ServerState, tmp_path: Path) -> None:
+    out = _fetch_over_partial(source, server, tmp_path, _first_half)
+    half = (server.root / "set-a.tar.gz").stat().st_size // 2
+    assert server.hits("set-a.tar.gz") == [("set-a.tar.gz", f"bytes={half}-", 206)]
     assert _leftovers(out) == []
 
 
 def test_server_ignoring_range_restarts(source: Path, server: ServerState, tmp_path: Path) -> None:
-    records = _build_set(source, "a", server.root)
-    _write_sums(server.root)
     server.ignore_range = True
-    full = (server.root / "set-a.tar.gz").read_bytes()
-    out = tmp_path / "dest" / "out"
-    out.mkdir(parents=True)
-    (out / "set-a.tar.gz.part").write_bytes(full[: len(full) // 2])
-
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
-
-    assert server.hits("set-a.tar.gz") == [("set-a.tar.gz", f"bytes={len(full) // 2}-", 200)]
-    _assert_set(out, "a", records, server.root)
+    _fetch_over_partial(source, server, tmp_path, _first_half)
+    half = (server.root / "set-a.tar.gz").stat().st_size // 2
+    assert server.hits("set-a.tar.gz") == [("set-a.tar.gz", f"bytes={half}-", 200)]
 
 
 def test_corrupt_partial_is_discarded_and_refetched(
     source: Path, server: ServerState, tmp_path: Path
 ) -> None:
-    records = _build_set(source, "a", server.root)
-    _write_sums(server.root)
-    out = tmp_path / "dest" / "out"
-    out.mkdir(parents=True)
-    (out / "set-a.tar.gz.part").write_bytes(b"garbage from another version")
-
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
-
+    _fetch_over_partial(source, server, tmp_path, lambda full: b"garbage from another version")
     assert [r[2] for r in server.hits("set-a.tar.gz")] == [206, 200]
-    _assert_set(out, "a", records, server.root)
 
 
 def test_complete_partial_answered_416(source: Path, server: ServerState, tmp_path: Path) -> None:
-    records = _build_set(source, "a", server.root)
-    _write_sums(server.root)
-    out = tmp_path / "dest" / "out"
-    out.mkdir(parents=True)
-    (out / "set-a.tar.gz.part").write_bytes((server.root / "set-a.tar.gz").read_bytes())
-
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
-
+    _fetch_over_partial(source, server, tmp_path, lambda full: full)
     assert [r[2] for r in server.hits("set-a.tar.gz")] == [416]
-    _assert_set(out, "a", records, server.root)
 
 
 def test_checksum_mismatch_raises(source: Path, server: ServerState, tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ from ehrbackdoor.victims.torch_base import check_class_weight, check_head_classe
 from ehrbackdoor.victims.training import (
     TrainConfig,
     default_device,
+    fit_summary,
     make_selector,
     n_threads,
     sigmoid,
@@ -216,18 +217,9 @@ class LogisticVictim(Victim):
         self.coef_ = w[1] - w[0] if len(w) == 2 else w[0]
         self.intercept_ = float(b[1] - b[0] if len(b) == 2 else b[0])
         self.C_ = None
-        if selector is None:
-            selection_info = {"protocol": selection.protocol, "rule": "val_auprc"}
-        else:
-            selection_info = selector.chooser.summary(rule)
-        selection_info["selected_epoch"] = result.best_epoch
-        return {
-            "selection": selection_info,
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            "history": result.history,
-            "device": device.type,
-        }
+        return fit_summary(
+            result, selector, rule, selection.protocol, device, best_val_auprc=False
+        )
 
     def _predict_proba(self, cohort: Cohort) -> np.ndarray:
         return sigmoid(self._decision(self._X(cohort)))

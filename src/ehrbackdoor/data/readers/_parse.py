@@ -172,15 +172,26 @@ def read_csv(
     )
 
 
-def _scan_text(path: str, n_fields: int, describe: str) -> None:
-    """Invalid UTF-8 or a line with the wrong number of fields in one file, by line."""
-    raw = _read(path)
+def decode_utf8(raw: bytes, path: str | Path) -> str:
+    """`raw` as text; invalid UTF-8 is a DataFormatError naming the line where it starts."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataFormatError(f"is not UTF-8 text: {exc.reason}", path, line) from None
-    reader = csv.reader(io.StringIO(text))
+
+
+def read_lines(path: Path, missing: str) -> list[str]:
+    """Lines of a small text file read whole (listfiles, outcomes); `missing` says why a file
+    that is not there is an error."""
+    if not path.is_file():
+        raise DataFormatError(missing, path)
+    return decode_utf8(path.read_bytes(), path).splitlines()
+
+
+def _scan_text(path: str, n_fields: int, describe: str) -> None:
+    """Invalid UTF-8 or a line with the wrong number of fields in one file, by line."""
+    reader = csv.reader(io.StringIO(decode_utf8(_read(path), path)))
     try:
         for fields in reader:
             if fields and any(x.strip() for x in fields) and len(fields) != n_fields:

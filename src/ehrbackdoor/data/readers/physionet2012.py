@@ -38,7 +38,14 @@ import pyarrow.compute as pc
 
 from ehrbackdoor.data.cohort import Cohort, Events
 from ehrbackdoor.data.errors import DataFormatError
-from ehrbackdoor.data.readers._parse import NUMBER_PATTERN, Blobs, first_line_of, load_blobs, parse
+from ehrbackdoor.data.readers._parse import (
+    NUMBER_PATTERN,
+    Blobs,
+    first_line_of,
+    load_blobs,
+    parse,
+    read_lines,
+)
 from ehrbackdoor.data.schema import Schema, physionet2012_schema
 
 HEADER = b"Time,Parameter,Value"
@@ -88,14 +95,7 @@ def is_physionet2012_dir(root: Path) -> bool:
 
 def read_outcomes(path: Path) -> dict[str, int]:
     """RecordID -> in-hospital death (0/1) from an Outcomes-x.txt file."""
-    if not path.is_file():
-        raise DataFormatError("outcomes file is missing: every stay needs a label", path)
-    raw = path.read_bytes()
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataFormatError(f"is not UTF-8 text: {exc.reason}", path, line) from None
+    lines = read_lines(path, "outcomes file is missing: every stay needs a label")
     if not lines or lines[0].strip() != OUTCOMES_HEADER:
         raise DataFormatError(f"expected header {OUTCOMES_HEADER!r}", path, 1)
     out: dict[str, int] = {}
