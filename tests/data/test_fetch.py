@@ -432,16 +432,25 @@ def test_connection_error_names_url(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- links, bombs, manifest
 
 
-@pytest.mark.parametrize("planted", ["set-a.tar.gz.part", "Outcomes-a.txt.part", "Outcomes-a.txt"])
-def test_planted_symlink_is_never_written_through(
-    source: Path, server: ServerState, tmp_path: Path, planted: str
-) -> None:
+def _served_set_and_victim(
+    source: Path, server: ServerState, tmp_path: Path
+) -> tuple[Path, Path]:
+    """Set a on the server, an empty destination, and a file outside it that a link planted in
+    the destination could make the fetch overwrite."""
     _build_set(source, "a", server.root)
     _write_sums(server.root)
     out = tmp_path / "out"
     out.mkdir()
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious\n")
+    return out, victim
+
+
+@pytest.mark.parametrize("planted", ["set-a.tar.gz.part", "Outcomes-a.txt.part", "Outcomes-a.txt"])
+def test_planted_symlink_is_never_written_through(
+    source: Path, server: ServerState, tmp_path: Path, planted: str
+) -> None:
+    out, victim = _served_set_and_victim(source, server, tmp_path)
     (out / planted).symlink_to(victim)
     with pytest.raises(FetchError, match="link"):
         fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
@@ -449,12 +458,7 @@ def test_planted_symlink_is_never_written_through(
 
 
 def test_planted_hardlink_part_is_refused(source: Path, server: ServerState, tmp_path: Path) -> None:
-    _build_set(source, "a", server.root)
-    _write_sums(server.root)
-    out = tmp_path / "out"
-    out.mkdir()
-    victim = tmp_path / "victim.txt"
-    victim.write_bytes(b"precious\n")
+    out, victim = _served_set_and_victim(source, server, tmp_path)
     os.link(victim, out / "set-a.tar.gz.part")
     with pytest.raises(FetchError, match="singly-linked"):
         fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)

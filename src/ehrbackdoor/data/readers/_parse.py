@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +187,21 @@ def read_lines(path: Path, missing: str) -> list[str]:
     if not path.is_file():
         raise DataFormatError(missing, path)
     return decode_utf8(path.read_bytes(), path).splitlines()
+
+
+def csv_records(
+    lines: list[str], n_fields: int, path: Path, wrong_count: str
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank line after the header of a small CSV file; a line
+    of another number of fields is an error, `wrong_count` formatted with ``got`` (the number)
+    and ``line`` (its start)."""
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        if len(parts) != n_fields:
+            raise DataFormatError(wrong_count.format(got=len(parts), line=line[:80]), path, n)
+        yield n, parts
 
 
 def _scan_text(path: str, n_fields: int, describe: str) -> None:

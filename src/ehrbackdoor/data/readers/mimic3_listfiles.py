@@ -12,7 +12,7 @@ import numpy as np
 
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.data.errors import DataFormatError
-from ehrbackdoor.data.readers._parse import read_lines
+from ehrbackdoor.data.readers._parse import csv_records, read_lines
 
 SPLITS = ("train", "val", "test")
 #: Folder holding each split's episode files (validation stays are carved out of train/).
@@ -34,16 +34,8 @@ def read_listfile(path: Path) -> tuple[list[str], list[int]]:
     stays: list[str] = []
     labels: list[int] = []
     first_line: dict[str, int] = {}
-    for n, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        parts = line.split(",")
-        if len(parts) != 2:
-            raise DataFormatError(
-                f"expected 2 comma-separated fields stay,y_true, got {len(parts)}: {line[:80]!r}",
-                path,
-                n,
-            )
+    wrong = "expected 2 comma-separated fields stay,y_true, got {got}: {line!r}"
+    for n, parts in csv_records(lines, 2, path, wrong):
         stay, y = parts[0].strip(), parts[1].strip()
         if not stay:
             raise DataFormatError("empty stay name", path, n)

@@ -41,6 +41,7 @@ from ehrbackdoor.data.errors import DataFormatError
 from ehrbackdoor.data.readers._parse import (
     NUMBER_PATTERN,
     Blobs,
+    csv_records,
     first_line_of,
     load_blobs,
     parse,
@@ -99,12 +100,7 @@ def read_outcomes(path: Path) -> dict[str, int]:
     if not lines or lines[0].strip() != OUTCOMES_HEADER:
         raise DataFormatError(f"expected header {OUTCOMES_HEADER!r}", path, 1)
     out: dict[str, int] = {}
-    for n, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        parts = line.split(",")
-        if len(parts) != 6:
-            raise DataFormatError(f"expected 6 comma-separated fields, got {len(parts)}", path, n)
+    for n, parts in csv_records(lines, 6, path, "expected 6 comma-separated fields, got {got}"):
         rid, death = parts[0].strip(), parts[5].strip()
         if death not in ("0", "1"):
             raise DataFormatError(f"In-hospital_death must be 0 or 1, got {death!r}", path, n)
