@@ -23,11 +23,16 @@ class FullCovarianceTrigger(ValueTrigger):
     name = "full-cov"
 
     def _fit(self, cohort: Cohort) -> None:
-        x = training_trajectories(cohort)
+        x = training_trajectories(cohort, self.spaces(cohort.schema))
         cols = [j for j in resolve_variables(cohort.schema, self.variables) if x[:, :, j].std() > 0]
         flat = x[:, :, cols].reshape(len(x), -1)  # hour-major: (n, 48 * len(cols))
         cov = self.ridged(np.cov(flat, rowvar=False))
         t = draw_at_distance(cov, self.strength * np.sqrt(len(cols)), self._rng())
         pattern = np.zeros((N_BINS, len(cohort.schema)))
         pattern[:, cols] = t.reshape(N_BINS, len(cols))
-        self.pattern_ = pattern
+        # per-variable 48 x 48 blocks of the joint covariance: the fidelity report's yardstick
+        blocks = cov.reshape(N_BINS, len(cols), N_BINS, len(cols))
+        covs = np.zeros((len(cohort.schema), N_BINS, N_BINS))
+        for k, j in enumerate(cols):
+            covs[j] = blocks[:, k, :, k]
+        self.pattern_, self.covariances_ = pattern, covs
