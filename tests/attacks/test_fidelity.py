@@ -169,3 +169,18 @@ def test_trigger_rejects_unknown_space():
         make_trigger("temporal", transform="sqrt")
     with pytest.raises(ValueError, match="bounds"):
         make_trigger("white-noise", bounds="wrap")
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_low_rank_draws_keep_the_budget_on_leading_shapes(skewed, rank):
+    trig = make_trigger("temporal", strength=2.0, rank=rank, seed=4).fit(skewed)
+    d = trig.mahalanobis()
+    active = np.any(trig.pattern_ != 0, axis=0)
+    np.testing.assert_allclose(d[active], 2.0, rtol=1e-6)
+    j = SCHEMA.index("HR")
+    lam, vec = np.linalg.eigh(trig.covariances_[j])
+    lead = vec[:, ::-1][:, :rank]
+    t = trig.pattern_[:, j]
+    np.testing.assert_allclose(lead @ (lead.T @ t), t, atol=1e-9)  # in the leading span
+    with pytest.raises(ValueError, match="rank"):
+        make_trigger("temporal", rank=0)

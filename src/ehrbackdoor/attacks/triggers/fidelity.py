@@ -7,9 +7,11 @@ valid range. The report measures, per variable, on the same stays before and aft
 - ``new_bound_hits``: values now on a valid-range bound (floor or ceiling) that were not before
   (continuous variables; categorical levels have no artefact bound);
 - ``changed_values`` / ``changed_share``: recorded values that changed;
-- ``realised_mahalanobis``: median / mean / max over stays of sqrt(d' C^-1 d), d the change of the
-  forward-filled hourly trajectory in the trigger's space and C the trigger's covariance for that
-  variable; ``designed_mahalanobis`` is the pattern's own distance;
+- ``realised_mahalanobis``: median / mean / max over the stays that record the variable of
+  sqrt(d' C^-1 d), d the change of the forward-filled hourly trajectory in the trigger's space and
+  C the trigger's covariance for that variable (it can exceed the design: before a stay's first
+  observation nothing changes, and a step is an unusual shape); ``designed_mahalanobis`` is the
+  pattern's own distance;
 - ``new_within_stay_variance``: stays whose recorded values of the variable were all equal (two or
   more) and now differ -- what a normally constant variable (Weight) must not get.
 """
@@ -91,13 +93,15 @@ def fidelity_report(trigger: Any, clean: Cohort, triggered: Cohort) -> dict[str,
             row["changed_values"] = changed
             row["changed_share"] = float(changed / max(int(sel.sum()), 1))
         if covs is not None and np.any(covs[j] != 0):
-            dist = _mahalanobis(covs[j], d[:, :, j])
+            rec = n0[:, j] > 0
+            dist = _mahalanobis(covs[j], d[rec, :, j]) if rec.any() else np.zeros(1)
             t = pattern[:, j]
             row["designed_mahalanobis"] = float(np.sqrt(t @ np.linalg.solve(covs[j], t)))
             row["realised_mahalanobis"] = {
                 "median": float(np.median(dist)),
                 "mean": float(np.mean(dist)),
                 "max": float(np.max(dist)),
+                "stays_recording": int(rec.sum()),
                 "share_of_stays_moved": float(np.mean(dist > 1e-9)),
             }
             realised_medians.append(float(np.median(dist)))

@@ -12,6 +12,11 @@ trigger no chart shows. `constant` decides what they get: ``"shift"`` (default) 
 c 1 with the same budget, c = +-s / sqrt(1' C_i^-1 1); ``"skip"`` nothing; ``"pattern"`` the
 ordinary draw (the first paper's construction: ``transform="none", bounds="clip",
 constant="pattern"``).
+
+`rank` (default None: the full 48-dimensional draw) restricts each draw to the span of the `rank`
+leading eigenvectors of C_i, t_i = V_r diag(sqrt(lambda_r)) z with ||z|| = s: the same budget put
+on the slow, high-variance shapes (rank 1 is a level shift) that window statistics (means, min,
+max) carry, instead of being spread over hour-to-hour wiggles they average away.
 """
 
 from __future__ import annotations
@@ -29,9 +34,20 @@ from ehrbackdoor.attacks.triggers.value_base import (
     stays_constant,
     training_trajectories,
 )
+from ehrbackdoor.checks import check_int
 from ehrbackdoor.data.cohort import Cohort
 
 CONSTANT = ("shift", "skip", "pattern")
+
+
+def draw_low_rank(
+    cov: np.ndarray, distance: float, rank: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A draw in the span of the `rank` leading eigenvectors of `cov` at Mahalanobis `distance`."""
+    lam, vec = np.linalg.eigh(cov)
+    lam, vec = lam[::-1][:rank], vec[:, ::-1][:, :rank]
+    z = rng.standard_normal(rank)
+    return vec @ (np.sqrt(lam) * z * (distance / np.linalg.norm(z)))
 
 
 def constant_shift(cov: np.ndarray, distance: float, rng: np.random.Generator) -> np.ndarray:
@@ -54,10 +70,12 @@ class TemporalCovarianceTrigger(ValueTrigger):
         transform: str = "schema",
         bounds: str = "keep",
         constant: str = "shift",
+        rank: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(strength, variables, ridge, transform, bounds, seed)
         self.constant = check_choice("constant", constant, CONSTANT)
+        self.rank = None if rank is None else check_int("rank", rank, 1, N_BINS)
 
     def _fit(self, cohort: Cohort) -> None:
         x = training_trajectories(cohort, self.spaces(cohort.schema))
@@ -80,7 +98,10 @@ class TemporalCovarianceTrigger(ValueTrigger):
                 pattern[:, j] = constant_shift(covs[j], self.strength, rng)
                 shifted.append(name)
                 continue
-            pattern[:, j] = draw_at_distance(covs[j], self.strength, rng)
+            if self.rank is None:
+                pattern[:, j] = draw_at_distance(covs[j], self.strength, rng)
+            else:
+                pattern[:, j] = draw_low_rank(covs[j], self.strength, self.rank, rng)
         self.pattern_, self.covariances_ = pattern, covs
         self.skipped_, self.shifted_ = skipped, shifted
 
