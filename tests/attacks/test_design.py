@@ -64,3 +64,18 @@ def test_dense_variables_are_the_charted_ones(pool):
 def test_space_checks():
     with pytest.raises(ValueError, match="variable_sets"):
         DesignSpace(variable_sets=("vitals",))
+
+
+def test_detectors_constrain_the_choice(pool):
+    from ehrbackdoor.defences import make_defence
+
+    att, _ = attacker_split(pool, seed=1)
+    threat = ThreatModel(target=1, rate=0.05, seed=0)
+    space = DesignSpace(ranks=(1, None), variable_sets=("all",), n_draws=2)
+    dets = {"range-check": make_defence("range-check")}
+    # an unreachable detection limit: every candidate exceeds it, the least-detected one wins
+    d = design_trigger(att, threat, space=space, detectors=dets, max_detection_auroc=0.0, seed=3)
+    assert all(set(c["detection_auroc"]) == {"range-check"} for c in d.candidates)
+    assert all(c["excess"] > 0 for c in d.candidates)
+    best = min(d.candidates, key=lambda c: (c["excess"], -c["asr"]))
+    assert d.params["seed"] == best["params"]["seed"] and d.params["rank"] == best["params"]["rank"]

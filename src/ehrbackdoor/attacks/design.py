@@ -7,7 +7,11 @@ charted ones). It does not know the victim's model or training run, so every can
 with a surrogate victim trained on data the attacker holds itself (`attacker_split`: a stratified
 half of the training pool the victim never trains on), split into surrogate train / validation /
 test; the score is the surrogate's attack success rate at its clean-validation threshold, among
-candidates whose clean AUROC cost on the surrogate's test part is at most `max_auroc_cost`.
+candidates whose clean AUROC cost on the surrogate's test part is at most `max_auroc_cost` and,
+when `detectors` are given (public poison detectors the attacker runs on its own poisoned
+surrogate data, e.g. ``ehrbackdoor.defences.make_defence("isolation-forest")``), whose detection
+AUROC with every one is at most `max_detection_auroc`. Detectors are passed in as objects, so
+this layer imports no defence.
 
 The chosen trigger is returned fitted on the attacker's stays (its covariances come from them), so
 applying it to the victim's data reads nothing the attacker does not hold. Every random choice
@@ -16,6 +20,7 @@ comes from `seed`: the same attacker cohort and seed give the same design.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +102,16 @@ def _surrogate(name: str, train: Cohort, val: Cohort, seed: int, params: dict | 
     return make_victim(name, seed=seed, **(params or {})).fit(train, val)
 
 
+def _detection(detectors: Mapping[str, Any], poisoned: Cohort, model: Any,
+               reference: Cohort) -> dict[str, float]:
+    """Detection AUROC of each detector at finding the poisoned stays of `poisoned`."""
+    out = {}
+    for name, det in detectors.items():
+        scores = det.score(poisoned, model if det.needs_victim else None, reference=reference)
+        out[name] = float(metrics.auroc(poisoned.modified.astype(np.int64), scores))
+    return out
+
+
 def design_trigger(
     attacker: Cohort,
     threat: ThreatModel,
@@ -105,6 +120,8 @@ def design_trigger(
     surrogate: str = "lr",
     surrogate_params: dict | None = None,
     max_auroc_cost: float = 0.01,
+    detectors: Mapping[str, Any] | None = None,
+    max_detection_auroc: float = 0.65,
     seed: int = 0,
 ) -> Design:
     """Search `space` on the attacker's stays only and return the best temporal trigger.
@@ -112,9 +129,10 @@ def design_trigger(
     The attacker cohort is cut (stratified, `seed`) into surrogate train / val / test
     (0.6 / 0.2 / 0.2); each candidate is fit on surrogate train, poisons it with `threat`, and a
     `surrogate` victim is trained on it (threshold on surrogate val); the score is its ASR on the
-    surrogate test stays. Ties and cost violations: the highest ASR among candidates with clean
-    AUROC cost <= `max_auroc_cost`, else the lowest-cost candidate. The winner is refit on the
-    whole attacker cohort.
+    surrogate test stays. The winner: the highest ASR among candidates within both limits (clean
+    AUROC cost, detection AUROC of each detector on the poisoned surrogate training stays with
+    surrogate val as the trusted reference), else the candidate with the smallest summed excess.
+    It is refit on the whole attacker cohort.
     """
     space = space or DesignSpace()
     seed = check_int("seed", seed, 0)
@@ -142,11 +160,17 @@ def design_trigger(
                 base = metrics.attack_success_rate(
                     y_test[idx], clean.predict_proba(attacked)[idx], clean.threshold_,
                     threat.target)
+                detection = _detection(detectors or {}, poisoned, model, s_val)
+                excess = max(cost - max_auroc_cost, 0.0) + sum(
+                    max(a - max_detection_auroc, 0.0) for a in detection.values()
+                )
                 candidates.append({"variable_set": vset, "params": params, "asr": float(asr),
                                    "asr_clean_surrogate": float(base),
-                                   "auroc_cost": float(cost)})
-    ok = [c for c in candidates if c["auroc_cost"] <= max_auroc_cost]
-    best = max(ok, key=lambda c: c["asr"]) if ok else min(candidates, key=lambda c: c["auroc_cost"])
+                                   "auroc_cost": float(cost), "detection_auroc": detection,
+                                   "excess": float(excess)})
+    ok = [c for c in candidates if c["excess"] == 0]
+    best = (max(ok, key=lambda c: c["asr"]) if ok
+            else min(candidates, key=lambda c: (c["excess"], -c["asr"])))
     trigger = make_trigger("temporal", strength=strength, **best["params"]).fit(attacker)
     return Design(trigger, {"strength": strength, **best["params"]}, candidates,
                   attacker.stay_id.copy())
