@@ -184,3 +184,14 @@ def test_low_rank_draws_keep_the_budget_on_leading_shapes(skewed, rank):
     np.testing.assert_allclose(lead @ (lead.T @ t), t, atol=1e-9)  # in the leading span
     with pytest.raises(ValueError, match="rank"):
         make_trigger("temporal", rank=0)
+
+
+def test_all_mode_keeps_bounds_and_reports(skewed):
+    idx = np.arange(skewed.n_stays)
+    for kw, clean_hits in ((dict(), True), (dict(transform="none", bounds="clip"), False)):
+        trig = make_trigger("temporal", strength=6.0, seed=1, **kw).fit(skewed)
+        after = skewed.replace_events(idx, trig.apply(skewed, idx, "all"))
+        report = trig.fidelity_report(skewed, after)
+        assert len(after.events.value) > len(skewed.events.value)
+        assert (report["new_bound_hits"] == 0) == clean_hits
+        assert "changed_values" not in report["variables"]["HR"]  # events no longer aligned

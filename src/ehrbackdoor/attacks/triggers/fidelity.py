@@ -24,6 +24,7 @@ import numpy as np
 
 from ehrbackdoor.attacks.triggers.value_base import training_trajectories, within_stay_sd
 from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.preprocess.grid import grid_raw
 
 
 def _mahalanobis(cov: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -35,8 +36,8 @@ def _mahalanobis(cov: np.ndarray, d: np.ndarray) -> np.ndarray:
 def bound_hits(clean: Cohort, triggered: Cohort) -> np.ndarray:
     """Per variable: values on a valid-range bound after the trigger that were not on it before.
 
-    Event-by-event when both cohorts have the same events (``observed`` mode), else the increase
-    in the number of continuous values on a bound (``all`` mode adds events).
+    Event-by-event when both cohorts have the same events (``observed`` mode), else hourly cell by
+    cell on the forward-filled grids (``all`` mode adds events, which copy a forward-filled value).
     """
     schema = clean.schema
     cont = ~schema.categorical
@@ -52,14 +53,11 @@ def bound_hits(clean: Cohort, triggered: Cohort) -> np.ndarray:
         v = a.variable
         hit = ((b.value <= lo[v]) & (a.value > lo[v])) | ((b.value >= hi[v]) & (a.value < hi[v]))
         out = np.bincount(v[hit & cont[v]], minlength=f)
-    else:
-
-        def at_bound(ev) -> np.ndarray:
-            v = ev.variable
-            on = ((ev.value <= lo[v]) | (ev.value >= hi[v])) & cont[v]
-            return np.bincount(v[on], minlength=f)
-
-        out = np.maximum(at_bound(b) - at_bound(a), 0)
+    else:  # events were added: compare the forward-filled hourly cells instead
+        g0 = grid_raw(clean, impute="previous").values
+        g1 = grid_raw(triggered, impute="previous").values
+        hit = ((g1 <= lo) & (g0 > lo)) | ((g1 >= hi) & (g0 < hi))
+        out = (hit & cont).sum(axis=(0, 1))
     return out.astype(np.int64)
 
 
