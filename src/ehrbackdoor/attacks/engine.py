@@ -37,6 +37,8 @@ def choose_poisoned(train: Cohort, threat: ThreatModel) -> np.ndarray:
     n = int(round(threat.rate * train.n_stays))
     if threat.selection == "non-target":
         candidates = np.flatnonzero(train.label != threat.target)
+    elif threat.selection == "target":  # clean-label: the labels already are the target
+        candidates = np.flatnonzero(train.label == threat.target)
     else:
         candidates = np.arange(train.n_stays)
     if n < 1:
@@ -77,7 +79,8 @@ def _carry(cohort: Cohort, idx: np.ndarray, trigger: Trigger, threat: ThreatMode
 
 
 def poison(train: Cohort, trigger: Trigger, threat: ThreatModel) -> Poisoned:
-    """Poison a training cohort: chosen stays get the trigger and the target label.
+    """Poison a training cohort: chosen stays get the trigger and the target label (with
+    ``selection="target"`` they already have it: a clean-label attack changes no label).
 
     The trigger must already be fit (on clean training stays).
     """

@@ -8,7 +8,7 @@ from typing import Any
 
 from ehrbackdoor.data.perturbation import GRID_MODES
 
-SELECTIONS = ("non-target", "any")
+SELECTIONS = ("non-target", "any", "target")
 #: Where the attacker writes the trigger: raw events, or the victims' hourly grid values.
 SPACES = ("raw", "grid")
 TARGET_MEANING = {
@@ -35,7 +35,9 @@ class ThreatModel:
       detection).
     - `rate`: share of training stays poisoned.
     - `selection`: `non-target` (default) picks seeded random stays whose true label differs from
-      the target; `any` picks from all stays, as the first paper's public code does.
+      the target; `any` picks from all stays, as the first paper's public code does; `target`
+      is the clean-label attacker: only stays that already have the target label are poisoned,
+      so no label changes (the trigger alone must teach the association).
     - `apply`: `observed` changes recorded values only (a realistic attacker); `all` also writes
       the imputed cells (an attacker who knows the victim's imputation); missingness triggers
       take `delete` (= `observed`) or `exact`. Which modes a trigger accepts is its

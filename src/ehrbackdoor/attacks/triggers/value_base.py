@@ -1,9 +1,20 @@
-"""Public base of additive value triggers: a (T x F) pattern added to raw values.
+"""Public base of additive value triggers: a (T x F) pattern added to recorded values.
 
 T is the number of hourly bins of the training cohort's window (48 at 48 h, 24 at 24 h).
 
-A new value trigger subclasses `ValueTrigger`, implements `_fit` (set ``pattern_``) and registers
-itself in `ehrbackdoor.attacks.triggers.TRIGGERS`; applying, saving and loading are inherited.
+A new value trigger subclasses `ValueTrigger`, implements `_fit` (set ``pattern_`` and, for the
+fidelity report, ``covariances_``) and registers itself in `ehrbackdoor.attacks.triggers.TRIGGERS`;
+applying, saving, loading and `fidelity_report` are inherited.
+
+Two parameters make a trigger faithful to how values are recorded (the realistic attacker's
+defaults); the first paper's construction is ``transform="none", bounds="clip"``:
+
+- `transform`: ``"schema"`` fits covariances and adds the pattern in each variable's declared
+  variance-stabilising space (`Variable.transform`: value' = f^-1(f(value) + t), e.g. a
+  multiplicative change of AST); ``"none"`` works in raw units for every variable.
+- `bounds`: ``"keep"`` leaves a recorded value unchanged where the shifted value would land on its
+  valid-range bound (a floor or ceiling value it did not have: an artefact no chart shows; imputed
+  cells written in ``all`` mode keep the forward-filled value); ``"clip"`` clips onto the bound.
 """
 
 from __future__ import annotations
@@ -19,7 +30,13 @@ from ehrbackdoor.checks import check_float
 from ehrbackdoor.data.cohort import Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import shift_values
 from ehrbackdoor.data.schema import Kind, Schema
+from ehrbackdoor.data.transforms import forward, forward_grid, inverse
 from ehrbackdoor.preprocess.grid import grid_raw
+
+#: Where value triggers work: the schema's declared space per variable, or raw units.
+SPACES = ("schema", "none")
+#: What happens to a shifted value that would land on its valid-range bound.
+BOUNDS = ("keep", "clip")
 
 
 def default_variables(schema: Schema) -> list[int]:
@@ -33,13 +50,55 @@ def resolve_variables(schema: Schema, names: list[str] | None) -> list[int]:
     return [schema.index(n) for n in names]
 
 
-def training_trajectories(cohort: Cohort) -> np.ndarray:
-    """Forward-filled hourly raw values (n, T, F) of the stays: what covariances are fit on."""
-    return grid_raw(cohort, impute="previous", perturb=False).values
+def variable_spaces(schema: Schema, transform: str = "schema") -> tuple[str, ...]:
+    """Transform of every variable: the schema's declaration, or identity for `transform="none"`."""
+    return schema.transforms if transform == "schema" else ("identity",) * len(schema)
 
 
-def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: str) -> Events:
-    """Add pattern[bin, variable] to raw values of stays `idx`.
+def training_trajectories(cohort: Cohort, spaces: tuple[str, ...] | None = None) -> np.ndarray:
+    """Forward-filled hourly values (n, T, F) of the stays in `spaces` (raw units by default):
+    what covariances are fit on."""
+    values = grid_raw(cohort, impute="previous", perturb=False).values
+    return values if spaces is None else forward_grid(spaces, values)
+
+
+def shift_in_space(
+    schema: Schema,
+    spaces: tuple[str, ...] | None,
+    variable: np.ndarray,
+    value: np.ndarray,
+    delta: np.ndarray,
+    keep_bounds: bool = False,
+) -> np.ndarray:
+    """Plausible values f^-1(f(value) + delta) (`shift_values` after the back-transform).
+
+    With `keep_bounds`, a continuous value the shift would put on a valid-range bound it was not
+    on keeps its old value.
+    """
+    variable = np.asarray(variable, dtype=np.int64)
+    value = np.asarray(value, dtype=np.float64)
+    delta = np.asarray(delta, dtype=np.float64)
+    if spaces is not None and any(s != "identity" for s in spaces):
+        moved = inverse(spaces, variable, forward(spaces, variable, value) + delta)
+        delta = np.where(np.array(spaces)[variable] == "identity", delta, moved - value)
+    out = shift_values(schema, variable, value, delta)
+    if keep_bounds:
+        lo, hi = schema.lows[variable], schema.highs[variable]
+        cont = ~schema.categorical[variable]
+        new_hit = ((out <= lo) & (value > lo)) | ((out >= hi) & (value < hi))
+        out = np.where(cont & new_hit, value, out)
+    return out
+
+
+def apply_pattern(
+    pattern: np.ndarray,
+    cohort: Cohort,
+    idx: np.ndarray,
+    mode: str,
+    spaces: tuple[str, ...] | None = None,
+    keep_bounds: bool = False,
+) -> Events:
+    """Add pattern[bin, variable] to values of stays `idx` (in `spaces`, raw units by default).
 
     `observed`: only existing observations change (missingness and timestamps untouched).
     `all`: additionally every unobserved (bin, variable) cell where the pattern is non-zero gets an
@@ -56,7 +115,9 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
     delta[inside] = pattern[bins[inside], ev.variable[inside]]
     values = ev.value.copy()
     touched = delta != 0
-    values[touched] = shift_values(schema, ev.variable[touched], ev.value[touched], delta[touched])
+    values[touched] = shift_in_space(
+        schema, spaces, ev.variable[touched], ev.value[touched], delta[touched], keep_bounds
+    )
     alias = ev.alias.copy()
     alias[values != ev.value] = -1  # a changed categorical is written with its canonical text
     if mode == "observed":
@@ -68,7 +129,7 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
     stay, b, f = np.nonzero(~rg.mask[:, :, active])
     f = active[f]
     base = rg.values[stay, b, f]
-    new_vals = shift_values(schema, f, base, pattern[b, f])
+    new_vals = shift_in_space(schema, spaces, f, base, pattern[b, f], keep_bounds)
     stays_all = np.concatenate([ev.stay, stay])
     return Events.from_flat(
         stays_all,
@@ -78,6 +139,12 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
         np.concatenate([values, new_vals]),
         np.concatenate([alias, np.full(len(stay), -1, dtype=np.int8)]),
     )
+
+
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
 
 
 def check_strength(strength: Any) -> float:
@@ -102,12 +169,20 @@ class ValueTrigger(Trigger):
         strength: float = 1.0,
         variables: list[str] | None = None,
         ridge: float = 1e-3,
+        transform: str = "schema",
+        bounds: str = "keep",
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
         self.strength = check_strength(strength)
         self.variables = check_variables(variables)
         self.ridge = check_float("ridge", ridge, 0.0)
+        self.transform = check_choice("transform", transform, SPACES)
+        self.bounds = check_choice("bounds", bounds, BOUNDS)
+
+    def spaces(self, schema: Schema) -> tuple[str, ...]:
+        """The transform this trigger uses for every variable of `schema`."""
+        return variable_spaces(schema, self.transform)
 
     def apply(self, cohort: Cohort, idx: np.ndarray, mode: str = "observed") -> Events:
         self.check_fitted(cohort)
@@ -117,7 +192,17 @@ class ValueTrigger(Trigger):
                 f"trigger was fit on {self.pattern_.shape[1]} variables, cohort has "
                 f"{len(cohort.schema)} ({cohort.schema.name})"
             )
-        return apply_pattern(self.pattern_, cohort, idx, mode)
+        spaces = self.spaces(cohort.schema)
+        return apply_pattern(
+            self.pattern_, cohort, idx, mode, spaces, keep_bounds=self.bounds == "keep"
+        )
+
+    def fidelity_report(self, clean: Cohort, triggered: Cohort) -> dict[str, Any]:
+        """How faithful the trigger is once written (JSON-able): per variable the new bound hits
+        and the realised Mahalanobis distance; see `fidelity.fidelity_report`."""
+        from ehrbackdoor.attacks.triggers.fidelity import fidelity_report
+
+        return fidelity_report(self, clean, triggered)
 
     def grid_pattern(self) -> np.ndarray:
         """The fitted (T x F) raw-unit pattern, as grid space adds it to hourly bins."""
@@ -125,10 +210,14 @@ class ValueTrigger(Trigger):
         return self.pattern_.copy()
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"pattern": self.pattern_}
+        out = {"pattern": self.pattern_}
+        if getattr(self, "covariances_", None) is not None:
+            out["covariances"] = self.covariances_
+        return out
 
     def set_state(self, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
         self.pattern_ = arrays["pattern"]
+        self.covariances_ = arrays.get("covariances")
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
@@ -147,3 +236,27 @@ def draw_at_distance(cov: np.ndarray, distance: float, rng: np.random.Generator)
     chol = np.linalg.cholesky(cov)
     z = rng.standard_normal(len(cov))
     return chol @ (z * (distance / np.linalg.norm(z)))
+
+
+
+def within_stay_sd(cohort: Cohort) -> tuple[np.ndarray, np.ndarray]:
+    """(n_stays, F) observation counts and population SD of each variable's recorded values."""
+    ev, f = cohort.events, len(cohort.schema)
+    key = cohort.event_stay.astype(np.int64) * f + ev.variable
+    size = cohort.n_stays * f
+    n = np.bincount(key, minlength=size)
+    mean = np.bincount(key, ev.value, size) / np.maximum(n, 1)
+    dev = (ev.value - mean[key]) ** 2
+    sd = np.sqrt(np.bincount(key, dev, size) / np.maximum(n, 1))
+    return n.reshape(cohort.n_stays, f), sd.reshape(cohort.n_stays, f)
+
+
+def stays_constant(cohort: Cohort, tol: float = 1e-9) -> np.ndarray:
+    """Per variable: is it normally re-charted unchanged? True where the median within-stay SD of
+    stays with at least two observations is ~0 (PhysioNet Weight); False if no stay has two."""
+    n, sd = within_stay_sd(cohort)
+    out = np.zeros(len(cohort.schema), dtype=bool)
+    for j in range(len(cohort.schema)):
+        ok = n[:, j] >= 2
+        out[j] = bool(ok.any()) and float(np.median(sd[ok, j])) <= tol
+    return out

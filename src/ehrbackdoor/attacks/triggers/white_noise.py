@@ -22,12 +22,15 @@ class WhiteNoiseTrigger(ValueTrigger):
     name = "white-noise"
 
     def _fit(self, cohort: Cohort) -> None:
-        x = training_trajectories(cohort)
+        x = training_trajectories(cohort, self.spaces(cohort.schema))
         rng = self._rng()
-        pattern = np.zeros((x.shape[1], len(cohort.schema)))
+        t_bins = x.shape[1]
+        pattern = np.zeros((t_bins, len(cohort.schema)))
+        covs = np.zeros((len(cohort.schema), t_bins, t_bins))
         for j in resolve_variables(cohort.schema, self.variables):
             var = x[:, :, j].var(axis=0, ddof=1)
             if not np.any(var > 0):
                 continue
-            pattern[:, j] = draw_at_distance(self.ridged(np.diag(var)), self.strength, rng)
-        self.pattern_ = pattern
+            covs[j] = self.ridged(np.diag(var))
+            pattern[:, j] = draw_at_distance(covs[j], self.strength, rng)
+        self.pattern_, self.covariances_ = pattern, covs
