@@ -25,6 +25,7 @@ SETTING_COLUMNS = ["data", "victim", "attack", "trigger", "target", "rate", "app
 #: Setting columns that exist only in runs that use them (a config that sets them, or any cell
 #: that differs from the default); cells without the key get the default.
 OPTIONAL_SETTING_COLUMNS = {"space": "raw", "protocol": "honest", "victim_preset": "tuned"}
+_SETTING_SET = {*SETTING_COLUMNS, *OPTIONAL_SETTING_COLUMNS}
 
 #: Metrics shown by default, in order, with their headers.
 MAIN_METRICS = {
@@ -161,7 +162,7 @@ def display_table(agg: pd.DataFrame, metrics: list[str] | None = None) -> pd.Dat
     """Human-readable table: `mean [lo, hi]` per metric, only the columns that vary."""
     if agg.empty:
         return agg
-    keys = [c for c in agg.columns if c in SETTING_COLUMNS or c.startswith("p_")]
+    keys = [c for c in agg.columns if c in _SETTING_SET or c.startswith("p_")]
     constant = [k for k in keys if agg[k].nunique(dropna=False) == 1 and k not in ("victim",)]
     shown_keys = [k for k in keys if k not in constant]
     metrics = metrics or [m for m in MAIN_METRICS if m in agg.columns]
@@ -184,7 +185,7 @@ def display_table(agg: pd.DataFrame, metrics: list[str] | None = None) -> pd.Dat
 
 
 def constant_settings(agg: pd.DataFrame) -> dict[str, Any]:
-    keys = [c for c in agg.columns if c in SETTING_COLUMNS or c.startswith("p_")]
+    keys = [c for c in agg.columns if c in _SETTING_SET or c.startswith("p_")]
     return {
         (k[2:] if k.startswith("p_") else k): _setting(agg[k].iloc[0])
         for k in keys
