@@ -148,6 +148,7 @@ def build_attack(
     threat = config.threat()
     t0 = time.perf_counter()
     if trigger is None:
+        threat.check_trigger(config.attack)  # a bad apply mode fails before the fit
         trigger = config.make_trigger().fit(train)
     poisoned = poison(train, trigger, threat)
     attacked, triggered_idx = attack_test(test, trigger, threat)

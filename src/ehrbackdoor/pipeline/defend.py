@@ -39,6 +39,11 @@ class DefenceSpec:
     k_factor: float = 1.5
     mitigation: bool = True
 
+    def __post_init__(self) -> None:
+        from ehrbackdoor.checks import check_float
+
+        check_float("k_factor", self.k_factor, 0.0, low_open=True)
+
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> DefenceSpec:
         """From `ExperimentConfig.defence_spec()` ({names, params, k_factor})."""
