@@ -137,3 +137,13 @@ def test_runs_without_the_axes_get_no_new_columns(tmp_path):
     cells, agg = load_aggregate(tmp_path / "run")
     for col in ("space", "protocol", "victim_preset", "selected_epoch"):
         assert col not in cells.columns and col not in agg.columns
+
+
+def test_every_repository_config_is_listed_and_parses(monkeypatch):
+    from ehrbackdoor.experiments.presets import REPOSITORY_CONFIGS
+
+    monkeypatch.setenv("EHRBACKDOOR_DATA", "/data/somewhere")
+    shipped = {p.stem for p in (REPO / "configs").glob("*.yaml")}
+    assert set(REPOSITORY_CONFIGS) <= shipped
+    for name in ("paper1_faithful", "paper1_faithful_quick"):
+        assert expand(load_config(REPO / "configs" / f"{name}.yaml")).cells
