@@ -110,3 +110,22 @@ def test_grid_audit_runs_imputation_consistency_and_says_what_detectors_read(pre
     r = run_audit(raw, GRID_DETECTOR, ["lr"], prep, victim_params={"lr": {"C": 1e-3}},
                   mitigation=False, stealth=False)
     assert r["defences"][GRID_DETECTOR]["auroc"] <= 0.55 and "space_note" not in r
+
+
+def test_cli_checks_the_axes_before_any_work():
+    from ehrbackdoor.cli.attack import attack_config
+
+    opts = {"strength": 2.0, "variable": "HR", "value": None, "hours": 6}
+    ac = attack_config("temporal", 1, 0.02, "all", "any", 0, ["lr"], "grid", "paper", "paper",
+                       **opts)
+    assert (ac.space, ac.protocol) == ("grid", "paper")
+    for bad, match in (
+        (("latent", "honest", "tuned"), "--space"),
+        (("raw", "fancy", "tuned"), "--protocol"),
+        (("raw", "honest", "fancy"), "--victim-preset"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            attack_config("temporal", 1, 0.02, "all", "any", 0, ["lr"], *bad, **opts)
+    with pytest.raises(ValueError, match="grid-space form"):
+        attack_config("fixed", 1, 0.02, "all", "any", 0, ["lr"], "grid", "honest", "tuned",
+                      **opts)
