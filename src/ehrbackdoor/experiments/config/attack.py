@@ -118,31 +118,14 @@ class AttackSpec(_Model):
                 )
         return v
 
-    @field_validator("selection")
+    @field_validator("selection", "space", "protocol")
     @classmethod
-    def _selection(cls, v):
-        allowed = selection_names()
+    def _named(cls, v, info: ValidationInfo):
+        allowed = {"selection": selection_names, "space": space_names,
+                   "protocol": protocol_names}[info.field_name]()
         for s in as_grid(v):
             if s not in allowed:
                 raise ValueError(f"{s!r} is not allowed; allowed: {listed(allowed)}")
-        return v
-
-    @field_validator("space")
-    @classmethod
-    def _space(cls, v):
-        allowed = space_names()
-        for s in as_grid(v):
-            if s not in allowed:
-                raise ValueError(f"{s!r} is not allowed; allowed: {listed(allowed)}")
-        return v
-
-    @field_validator("protocol")
-    @classmethod
-    def _protocol(cls, v):
-        allowed = protocol_names()
-        for p in as_grid(v):
-            if p not in allowed:
-                raise ValueError(f"{p!r} is not allowed; allowed: {listed(allowed)}")
         return v
 
     def applies_to(self, victim: str) -> bool:
