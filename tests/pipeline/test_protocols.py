@@ -70,7 +70,7 @@ def test_grid_space_paper_protocol_end_to_end(prep, tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert saved["attack"]["space"] == "grid" and saved["attack"]["protocol"] == "paper"
     assert saved["victim_preset"] == "tuned"
-    for name, m in saved["models"].items():
+    for _name, m in saved["models"].items():
         # the paper's threshold, for the poisoned victim and its baseline alike
         assert m["threshold"] == 0.5 and m["threshold_baseline"] == 0.5
         for who in ("victim_info", "baseline_info"):
