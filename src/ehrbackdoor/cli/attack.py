@@ -37,6 +37,13 @@ Candidates = Annotated[
     int | None, typer.Option(min=1, help="missing-vae: patterns sampled to choose from.")
 ]
 Epochs = Annotated[int | None, typer.Option(min=1, help="missing-vae: max VAE epochs.")]
+Space = Annotated[
+    str, typer.Option(help="raw (edit raw events) or grid (add to the victims' hourly bins).")
+]
+Protocol = Annotated[
+    str, typer.Option(help="honest (clean validation) or paper (threshold 0.5, paper's rule).")
+]
+VictimPreset = Annotated[str, typer.Option(help="Victim hyperparameters: tuned or paper.")]
 
 VALUE_ATTACKS = ("temporal", "white-noise", "full-cov")
 
@@ -67,30 +74,53 @@ def attack_config(
     selection: str,
     seed: int,
     models: list[str],
+    space: str = "raw",
+    protocol: str = "honest",
+    victim_preset: str = "tuned",
     **trigger_opts,
 ):
-    """Build and check an attack request before any data is read: the threat model, the apply
-    mode of this trigger, the trigger's parameters and every victim name."""
+    """Build and check an attack request before any data is read: the threat model (space
+    included), the protocol, the victim preset, the apply mode of this trigger, the trigger's
+    parameters and every victim name."""
     from ehrbackdoor.checks import check_float
-    from ehrbackdoor.experiments.config.registry import apply_modes
+    from ehrbackdoor.experiments.config.registry import (
+        apply_modes,
+        preset_names,
+        protocol_names,
+        space_names,
+    )
     from ehrbackdoor.pipeline import AttackConfig
     from ehrbackdoor.victims import make_victim
 
+    for opt, value, allowed in (
+        ("--space", space, space_names()),
+        ("--protocol", protocol, protocol_names()),
+        ("--victim-preset", victim_preset, preset_names()),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{opt} {value!r} is not allowed; allowed: {', '.join(allowed)}")
     if trigger_opts.get("value") is not None:
         check_float("--value", trigger_opts["value"])
     params = trigger_params_from_options(attack, **trigger_opts)
-    config = AttackConfig(attack, target, rate, apply, selection, seed, params)
+    config = AttackConfig(
+        attack, target, rate, apply, selection, seed, params, space=space, protocol=protocol
+    )
     modes = apply_modes(attack)
     if apply not in modes:
         raise ValueError(
             f"--apply {apply!r} is not allowed for {attack}; allowed: {', '.join(modes)}"
         )
     config.threat()
-    config.make_trigger()
+    trigger = config.make_trigger()
+    if space == "grid" and getattr(trigger, "grid_pattern", None) is None:
+        raise ValueError(
+            f"--space grid: the {attack} trigger has no grid-space form; use temporal, "
+            "white-noise or full-cov, or --space raw"
+        )
     if not models:
         raise ValueError("--models: name at least one victim")
     for name in models:
-        make_victim(name, seed=seed)
+        make_victim(name, seed=seed, preset=victim_preset)
     return config
 
 
@@ -115,6 +145,9 @@ def attack(
     n_candidates: Candidates = None,
     epochs: Epochs = None,
     bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples for ASR CI.")] = 1000,
+    space: Space = "raw",
+    protocol: Protocol = "honest",
+    victim_preset: VictimPreset = "tuned",
 ) -> None:
     """Poison the training data once, train every victim on it and report attack success.
 
@@ -133,6 +166,9 @@ def attack(
         selection,
         seed,
         names,
+        space,
+        protocol,
+        victim_preset,
         strength=strength,
         variable=variable,
         value=value,
@@ -152,6 +188,7 @@ def attack(
             split_seed=split_seed,
             n_bootstrap=bootstrap,
             on_step=on_step,
+            victim_preset=victim_preset,
         )
     Console().print(render_attack(result))
     if "stealth" in result:
@@ -171,6 +208,8 @@ def render_attack(result: dict) -> Table:
     t = Table(
         title=f"{a['attack']} attack, target {a['target']}, rate {a['rate']}, "
         f"{result['n_poisoned']} of {result['n_train']} training stays poisoned"
+        + (f", {a['space']} space" if a.get("space", "raw") != "raw" else "")
+        + (f", {a['protocol']} protocol" if a.get("protocol", "honest") != "honest" else "")
     )
     for col in (
         "victim",
@@ -217,6 +256,9 @@ def audit(
     epochs: Epochs = None,
     defences: Annotated[str, typer.Option(help="all, data, model, reference or names.")] = "all",
     k_factor: Annotated[float, typer.Option(help="Remove k = factor x poisoned stays.")] = 1.5,
+    space: Space = "raw",
+    protocol: Protocol = "honest",
+    victim_preset: VictimPreset = "tuned",
 ) -> None:
     """Poison the training data, run poison detectors, retrain without the flagged stays."""
     from ehrbackdoor.defences import parse_defences
@@ -231,6 +273,9 @@ def audit(
         selection,
         seed,
         names,
+        space,
+        protocol,
+        victim_preset,
         strength=strength,
         variable=variable,
         value=value,
@@ -255,6 +300,7 @@ def audit(
             test_data=test_data,
             split_seed=split_seed,
             on_step=on_step,
+            victim_preset=victim_preset,
         )
     rows = audit_rows(result)
     t = Table(title=f"poison detection: {attack}, rate {rate}, target {target}")
@@ -264,6 +310,8 @@ def audit(
     for r in rows:
         t.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()))
     Console().print(t)
+    if "space_note" in result:
+        typer.echo(f"note: {result['space_note']}")
     typer.echo(f"wrote {out / AUDIT_FILE}")
 
 

@@ -160,6 +160,25 @@ def events_arrays(prefix: str, ev) -> dict[str, np.ndarray]:
     }
 
 
+def grid_arrays(prefix: str, cohort) -> dict[str, np.ndarray]:
+    """The grid-space trigger a cohort carries, as arrays (none in raw space)."""
+    gp = cohort.grid_perturbation
+    if gp is None:
+        return {}
+    return {f"{prefix}_{k}": v for k, v in gp.to_arrays().items()}
+
+
+def _with_grid(cohort, z, prefix: str):
+    from dataclasses import replace
+
+    from ehrbackdoor.data.perturbation import GridPerturbation
+
+    n = len(prefix) + 1
+    arrays = {k[n:]: z[k] for k in z.files if k.startswith(f"{prefix}_grid_")}
+    gp = GridPerturbation.from_arrays(arrays)
+    return cohort if gp is None else replace(cohort, grid_perturbation=gp)
+
+
 def _events_from(z, prefix: str):
     from ehrbackdoor.data.cohort import Events
 
@@ -168,7 +187,7 @@ def _events_from(z, prefix: str):
 
 def load_poisoned(run_dir: str | Path, key: str, clean: Clean):
     """The poisoned training cohort and the attacked test cohort (+ triggered positions) and the
-    positions of the poisoned training stays."""
+    positions of the poisoned training stays; in grid space both carry their grid trigger."""
     d = artifact_dir(run_dir, "poison", key)
     with np.load(d / "changes.npz", allow_pickle=False) as z:
         idx = z["train_idx"]
@@ -176,8 +195,9 @@ def load_poisoned(run_dir: str | Path, key: str, clean: Clean):
         train = clean.train.replace_events(idx, _events_from(z, "train"))
         for lab in np.unique(labels):
             train = train.with_labels(idx[labels == lab], int(lab))
+        train = _with_grid(train, z, "train")
         tidx = z["test_idx"]
-        attacked = clean.test.replace_events(tidx, _events_from(z, "test"))
+        attacked = _with_grid(clean.test.replace_events(tidx, _events_from(z, "test")), z, "test")
     return train, attacked, tidx, idx
 
 

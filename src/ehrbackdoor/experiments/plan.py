@@ -7,7 +7,12 @@ A cell is one (data source, attack setting, victim, seed). Its expensive inputs 
   and used by every rate, target and apply mode (`TriggerStep`; a VAE is not cheap),
 * the poisoned training cohort and attacked test cohort of an (attack setting, seed), used by every
   victim (`PoisonStep`),
-* the clean-trained baseline of a (victim, seed), used by every attack setting (`BaselineStep`),
+* the clean-trained baseline of a (victim, parameters, seed), used by every attack setting
+  (`BaselineStep`); its parameters are the cell's (preset, and in grid space hourly window
+  features for window-feature victims) and, under the paper protocol, its selection is the
+  poisoned victim's: lr / mlp baselines then depend on the trigger (their epoch is chosen by
+  attack success on triggered validation stays, `ehrbackdoor.pipeline.protocols`), lstm / gru
+  baselines only on the protocol,
 * with `defences`, the suspicion scores of the data-level detectors on a poisoned training cohort
   (`ScoreStep`), used by every victim. Model-level detectors inspect the cell's own poisoned victim
   and mitigation retrains that victim once per defence, so both run inside the cell.
@@ -46,28 +51,41 @@ class TriggerStep:
     seed: int
 
 
-@dataclass(frozen=True)
-class PoisonStep:
-    key: str
-    data_key: str
-    trigger_key: str
-    setting: dict[str, Any]  # attack, trigger, target, rate, apply, selection, trigger_params
+class _HasAttack:
+    """Steps that know an attack setting and seed."""
+
+    setting: dict[str, Any] | None
     seed: int
 
     @property
     def attack_config(self) -> AttackConfig:
         from ehrbackdoor.pipeline.cell import AttackConfig
 
-        return AttackConfig.from_setting(self.setting, self.seed)
+        return AttackConfig.from_setting(self.setting or {}, self.seed)
 
 
 @dataclass(frozen=True)
-class BaselineStep:
+class PoisonStep(_HasAttack):
+    key: str
+    data_key: str
+    trigger_key: str
+    # attack, trigger, target, rate, apply, selection, [space, protocol], trigger_params
+    setting: dict[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
+class BaselineStep(_HasAttack):
     key: str
     data_key: str
     victim: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # complete constructor parameters (preset included)
     seed: int
+    protocol: str = "honest"
+    #: Under the paper protocol for lr / mlp: the trigger and setting of the triggered
+    #: validation stays that select the baseline's epoch.
+    trigger_key: str | None = None
+    setting: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +98,7 @@ class ScoreStep:
 
 
 @dataclass(frozen=True)
-class Cell:
+class Cell(_HasAttack):
     key: str
     data: str  # data source label
     data_key: str
@@ -93,12 +111,8 @@ class Cell:
     bootstrap: int
     defence: dict[str, Any] | None = None  # names, params, k_factor (ExperimentConfig.defence_spec)
     scores_key: str | None = None
-
-    @property
-    def attack_config(self) -> AttackConfig:
-        from ehrbackdoor.pipeline.cell import AttackConfig
-
-        return AttackConfig.from_setting(self.setting, self.seed)
+    victim_preset: str = "tuned"
+    trigger_key: str | None = None
 
     @property
     def defence_spec(self) -> DefenceSpec | None:
@@ -115,6 +129,7 @@ class Cell:
             "victim": self.victim,
             "victim_params": self.victim_params,
             **{k: v for k, v in self.setting.items()},
+            **({"victim_preset": self.victim_preset} if self.victim_preset != "tuned" else {}),
             "seed": self.seed,
             "bootstrap": self.bootstrap,
         }
@@ -180,19 +195,20 @@ def expand(config: ExperimentConfig) -> Plan:
     plan = Plan()
     defence = config.defence_spec()
     data_level = _data_level(defence)
-    settings = [s for a in config.attacks for s in a.settings()]
+    settings = [(a, s) for a in config.attacks for s in a.settings()]
     for spec in config.data:
         dkey = "d" + stable_hash(spec.identity())
         plan.data[dkey] = DataStep(dkey, spec)
         for seed in config.seeds:
-            for setting in settings:
-                ident = {k: v for k, v in setting.items() if k != "attack"}
+            for attack, setting in settings:
                 tident = {"trigger": setting["trigger"], "params": setting["trigger_params"]}
                 tkey = "t" + stable_hash({"data": dkey, **tident, "seed": seed})
                 plan.triggers.setdefault(
                     tkey,
                     TriggerStep(tkey, dkey, setting["trigger"], setting["trigger_params"], seed),
                 )
+                # the protocol selects victims; the poisoned cohort does not depend on it
+                ident = {k: v for k, v in setting.items() if k not in ("attack", "protocol")}
                 pkey = "p" + stable_hash({"data": dkey, **ident, "seed": seed})
                 plan.poison.setdefault(pkey, PoisonStep(pkey, dkey, tkey, setting, seed))
                 skey = None
@@ -200,18 +216,18 @@ def expand(config: ExperimentConfig) -> Plan:
                     skey = "s" + stable_hash({"poison": pkey, "defences": data_level})
                     plan.scores.setdefault(skey, ScoreStep(skey, dkey, pkey, data_level, seed))
                 for v in config.victims:
-                    params = dict(sorted(v.params.items()))
-                    bkey = "b" + stable_hash(
-                        {"data": dkey, "victim": v.name, "params": params, "seed": seed}
-                    )
-                    plan.baselines.setdefault(bkey, BaselineStep(bkey, dkey, v.name, params, seed))
-                    cident = {
+                    if not attack.applies_to(v.name):
+                        continue
+                    bkey = _baseline(plan, config, dkey, tkey, v, setting, seed)
+                    cident: dict[str, Any] = {
                         "poison": pkey,
                         "baseline": bkey,
                         "bootstrap": config.evaluation.bootstrap,
                     }
                     if defence is not None:  # keys of runs without defences stay as they were
                         cident["defence"] = defence
+                    if setting.get("protocol", "honest") != "honest":
+                        cident["protocol"] = setting["protocol"]
                     ckey = "c" + stable_hash(cident)
                     plan.cells.append(
                         Cell(
@@ -221,12 +237,14 @@ def expand(config: ExperimentConfig) -> Plan:
                             poison_key=pkey,
                             baseline_key=bkey,
                             victim=v.name,
-                            victim_params=params,
+                            victim_params=dict(sorted(v.params.items())),
                             setting=setting,
                             seed=seed,
                             bootstrap=config.evaluation.bootstrap,
                             defence=defence,
                             scores_key=skey,
+                            victim_preset=config.victim_preset,
+                            trigger_key=tkey,
                         )
                     )
     seen: set[str] = set()
@@ -237,6 +255,43 @@ def expand(config: ExperimentConfig) -> Plan:
             "repeated attack settings"
         )
     return plan
+
+
+def _baseline(
+    plan: Plan,
+    config: ExperimentConfig,
+    dkey: str,
+    tkey: str,
+    victim: Any,
+    setting: dict[str, Any],
+    seed: int,
+) -> str:
+    """The key of the clean baseline of one cell (added to the plan once): the cell's complete
+    victim parameters and, under the paper protocol, its selection. Configs without the new axes
+    keep the keys they always had."""
+    from ehrbackdoor.pipeline.protocols import needs_triggered_val, victim_params_for
+
+    params, _ = victim_params_for(
+        victim.name, victim.params, config.victim_preset, setting.get("space", "raw")
+    )
+    params = dict(sorted(params.items()))
+    protocol = setting.get("protocol", "honest")
+    ident: dict[str, Any] = {"data": dkey, "victim": victim.name, "params": params, "seed": seed}
+    trig = trig_setting = None
+    if protocol != "honest":
+        ident["protocol"] = protocol
+    if needs_triggered_val(protocol, victim.name):
+        trig, trig_setting = tkey, setting
+        ident["triggered"] = {
+            "trigger": tkey,
+            **{k: setting.get(k) for k in ("target", "apply", "space")},
+        }
+    bkey = "b" + stable_hash(ident)
+    plan.baselines.setdefault(
+        bkey,
+        BaselineStep(bkey, dkey, victim.name, params, seed, protocol, trig, trig_setting),
+    )
+    return bkey
 
 
 def _data_level(defence: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Ready-made configs shipped with the package (the repository's configs/ holds the same files).
 
 The quickstart is embedded here so `ehrbackdoor demo` works from an installed package;
-tests/experiments check that it equals configs/quickstart.yaml.
+tests/experiments check that it equals configs/quickstart.yaml. `REPOSITORY_CONFIGS` names the
+other configs of the repository's configs/ folder (run them with ``ehrbackdoor run
+configs/<name>.yaml``); tests check that each parses and expands.
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ from pathlib import Path
 import yaml
 
 from ehrbackdoor.experiments.config import ExperimentConfig, config_from_dict
+
+#: The configs shipped in the repository's configs/ folder, with what they reproduce.
+REPOSITORY_CONFIGS = {
+    "quickstart": "both attack families on a generated cohort (what `ehrbackdoor demo` runs)",
+    "paper1": "Joe et al. (2021), raw space, honest protocol, both targets, 5 seeds",
+    "paper1_faithful": "Joe et al. (2021) as their code measured it (grid space, paper victims) "
+    "beside the honest protocol, 3 seeds",
+    "paper1_faithful_quick": "the goal points of paper1_faithful only (48 cells)",
+    "paper2": "Joe et al. (2022), missing-value pattern triggers",
+}
 
 QUICKSTART_YAML = """\
 # Quickstart: both attack families (a value trigger and a missing-value-pattern trigger) against

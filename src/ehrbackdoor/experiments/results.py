@@ -22,6 +22,11 @@ FORMATS = ("markdown", "csv", "json")
 #: Columns that identify an attack setting (besides trigger parameters).
 SETTING_COLUMNS = ["data", "victim", "attack", "trigger", "target", "rate", "apply", "selection"]
 
+#: Setting columns that exist only in runs that use them (a config that sets them, or any cell
+#: that differs from the default); cells without the key get the default.
+OPTIONAL_SETTING_COLUMNS = {"space": "raw", "protocol": "honest", "victim_preset": "tuned"}
+_SETTING_SET = {*SETTING_COLUMNS, *OPTIONAL_SETTING_COLUMNS}
+
 #: Metrics shown by default, in order, with their headers.
 MAIN_METRICS = {
     "asr": "ASR",
@@ -49,9 +54,12 @@ NOT_AGGREGATED = {
 def cells_frame(store: Store, status: str | None = "ok") -> pd.DataFrame:
     """One row per cell: setting columns, trigger parameters (`p_<name>`), seed, metrics."""
     rows = []
-    for r in store.cells(status):
+    cells = store.cells(status)
+    optional = [k for k in OPTIONAL_SETTING_COLUMNS if any(k in r["params"] for r in cells)]
+    for r in cells:
         p = r["params"]
         row: dict[str, Any] = {k: p.get(k) for k in SETTING_COLUMNS}
+        row.update({k: p.get(k, OPTIONAL_SETTING_COLUMNS[k]) for k in optional})
         for k, v in (p.get("trigger_params") or {}).items():
             row[f"p_{k}"] = json.dumps(v) if isinstance(v, list | dict) else v
         row["seed"] = p["seed"]
@@ -66,7 +74,8 @@ def cells_frame(store: Store, status: str | None = "ok") -> pd.DataFrame:
 
 
 def setting_columns(df: pd.DataFrame) -> list[str]:
-    return SETTING_COLUMNS + sorted(c for c in df.columns if c.startswith("p_"))
+    optional = [c for c in OPTIONAL_SETTING_COLUMNS if c in df.columns]
+    return SETTING_COLUMNS + optional + sorted(c for c in df.columns if c.startswith("p_"))
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
@@ -153,7 +162,7 @@ def display_table(agg: pd.DataFrame, metrics: list[str] | None = None) -> pd.Dat
     """Human-readable table: `mean [lo, hi]` per metric, only the columns that vary."""
     if agg.empty:
         return agg
-    keys = [c for c in agg.columns if c in SETTING_COLUMNS or c.startswith("p_")]
+    keys = [c for c in agg.columns if c in _SETTING_SET or c.startswith("p_")]
     constant = [k for k in keys if agg[k].nunique(dropna=False) == 1 and k not in ("victim",)]
     shown_keys = [k for k in keys if k not in constant]
     metrics = metrics or [m for m in MAIN_METRICS if m in agg.columns]
@@ -176,7 +185,7 @@ def display_table(agg: pd.DataFrame, metrics: list[str] | None = None) -> pd.Dat
 
 
 def constant_settings(agg: pd.DataFrame) -> dict[str, Any]:
-    keys = [c for c in agg.columns if c in SETTING_COLUMNS or c.startswith("p_")]
+    keys = [c for c in agg.columns if c in _SETTING_SET or c.startswith("p_")]
     return {
         (k[2:] if k.startswith("p_") else k): _setting(agg[k].iloc[0])
         for k in keys

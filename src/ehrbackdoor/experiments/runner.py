@@ -278,7 +278,12 @@ class _Run:
         return g
 
     #: The shared step each kind of step waits for, and the attribute naming it.
-    _DEPENDS = {"poison": ("trigger", "trigger_key"), "scores": ("poison", "poison_key")}
+    #: (A paper-protocol lr / mlp baseline waits for its trigger; other baselines name none.)
+    _DEPENDS = {
+        "poison": ("trigger", "trigger_key"),
+        "scores": ("poison", "poison_key"),
+        "baseline": ("trigger", "trigger_key"),
+    }
 
     def _need(self, g: Graph, kind: str, key: str) -> bool:
         """Add the node of a step (and of what it needs) unless its output exists; True if it
@@ -294,7 +299,7 @@ class _Run:
         if kind in self._DEPENDS:
             dkind, attr = self._DEPENDS[kind]
             dkey = getattr(step, attr)
-            if self._need(g, dkind, dkey):
+            if dkey is not None and self._need(g, dkind, dkey):
                 g.link(dkey, key)
         return True
 

@@ -24,6 +24,7 @@ from ehrbackdoor.experiments.artifacts import (
     Clean,
     artifact_dir,
     events_arrays,
+    grid_arrays,
     is_done,
     load_clean,
     load_poisoned,
@@ -152,6 +153,8 @@ def poison_task(job: Job) -> dict:
                 **events_arrays("train", pc.events_of(idx)),
                 "test_idx": att.triggered_idx,
                 **events_arrays("test", att.attacked.events_of(att.triggered_idx)),
+                **grid_arrays("train", pc),
+                **grid_arrays("test", att.attacked),
             },
         )
         arrays = poison_visual(att.trigger, clean.test, att.attacked, att.triggered_idx)
@@ -159,13 +162,28 @@ def poison_task(job: Job) -> dict:
     return {"info": info, "seconds": att.seconds}
 
 
+def _trigger(run_dir: str, key: str | None):
+    from ehrbackdoor.attacks import load_trigger
+
+    return None if key is None else load_trigger(artifact_dir(run_dir, "trigger", key) / "trigger")
+
+
 def baseline_task(job: Job) -> dict:
-    """Train a victim on the clean cohort (the baseline shared by every attack setting)."""
+    """Train a victim on the clean cohort (the baseline shared by every attack setting), selected
+    by the cells' protocol (`ehrbackdoor.pipeline.protocols.selection_for`)."""
+    from ehrbackdoor.attacks import ThreatModel
+    from ehrbackdoor.pipeline.protocols import selection_for
     from ehrbackdoor.victims import fit
 
     step: BaselineStep = job.step
     clean = load_clean(job.run_dir, step.data_key)
-    victim, seconds = fit.fit_victim(step.victim, clean.train, clean.val, step.seed, step.params)
+    threat = step.attack_config.threat() if step.setting else ThreatModel()
+    selection = selection_for(
+        step.protocol, step.victim, clean.val, _trigger(job.run_dir, step.trigger_key), threat
+    )
+    victim, seconds = fit.fit_victim(
+        step.victim, clean.train, clean.val, step.seed, step.params, selection=selection
+    )
     info = {
         "victim": step.victim,
         "seed": step.seed,
@@ -208,6 +226,7 @@ def cell_task(job: Job) -> dict:
     defence."""
     from ehrbackdoor.attacks import Poisoned
     from ehrbackdoor.pipeline.cell import AttackData, defence_columns, metric_columns, run_cell
+    from ehrbackdoor.pipeline.protocols import needs_triggered_val
     from ehrbackdoor.victims import load_victim
 
     c: Cell = job.step
@@ -218,9 +237,13 @@ def cell_task(job: Job) -> dict:
     baseline = load_victim(artifact_dir(run_dir, "baseline", c.baseline_key) / "model")
     shared = load_scores(run_dir, c.scores_key) if c.scores_key else None
     load_seconds = time.perf_counter() - t0
-    att = AttackData(None, Poisoned(train, idx, train.stay_id[idx]), attacked, tidx, 0.0)
+    config = c.attack_config
+    trigger = None
+    if needs_triggered_val(config.protocol, c.victim):  # the paper rule reads triggered val stays
+        trigger = _trigger(run_dir, c.trigger_key)
+    att = AttackData(trigger, Poisoned(train, idx, train.stay_id[idx]), attacked, tidx, 0.0)
     _, res = run_cell(
-        c.attack_config,
+        config,
         clean.train,
         clean.val,
         clean.test,
@@ -232,6 +255,7 @@ def cell_task(job: Job) -> dict:
         defence=c.defence_spec,
         inspect=c.victim,
         shared_scores=shared,
+        victim_preset=c.victim_preset,
     )
     v = res.victims[c.victim]
     pinfo = read_info(run_dir, "poison", c.poison_key)

@@ -17,6 +17,7 @@ from ehrbackdoor.io import atomic_write_json
 from ehrbackdoor.pipeline.cell import (
     AttackConfig,
     AttackData,
+    CellResult,
     StepFn,
     build_attack,
     evaluate_attacked,
@@ -30,7 +31,10 @@ __all__ = [
     "build_attack",
     "evaluate_attacked",
     "missing_stealth",
+    "prepared_cell",
     "run_attack",
+    "run_header",
+    "save_attack_files",
 ]
 
 
@@ -53,6 +57,46 @@ def missing_stealth(trigger, prep: Prepared, attacked, triggered_idx, seed: int)
     )
 
 
+def prepared_cell(
+    config: AttackConfig,
+    models: Sequence[str],
+    data: str | Path | Prepared,
+    test_data: str | Path | None = None,
+    split_seed: int = 0,
+    **cell_options: Any,
+) -> tuple[Prepared, AttackData, CellResult]:
+    """Prepare the data (unless already `Prepared`) and run one cell on it (`run_cell` with
+    `cell_options`): the shared first half of `run_attack` and `run_audit`."""
+    models = list(models)
+    if not models:
+        raise ValueError("models must name at least one victim")
+    prep = data if isinstance(data, Prepared) else prepare_data(data, test_data, None, split_seed)
+    att, cell = run_cell(config, prep.train, prep.val, prep.test, None, models, **cell_options)
+    return prep, att, cell
+
+
+def run_header(config: AttackConfig, prep: Prepared, att: AttackData, preset: str) -> dict:
+    """The entries results.json and audit.json share: the attack (with its space and protocol),
+    the victim preset, the data and what was poisoned."""
+    return {
+        "attack": config.to_dict(),
+        "victim_preset": preset,
+        "data": prep.data,
+        "test_data": prep.test_data,
+        **prep.sizes(),
+        "n_poisoned": int(len(att.poisoned.indices)),
+        "n_triggered_test": int(len(att.triggered_idx)),
+    }
+
+
+def save_attack_files(out: Path, prep: Prepared, att: AttackData) -> None:
+    """The split, the fitted trigger and the poisoned stays, so a run can be reproduced."""
+    out.mkdir(parents=True, exist_ok=True)
+    prep.split.save(out / "splits.json")
+    att.trigger.save(out / "trigger")
+    atomic_write_json(out / "poisoned.json", att.poisoned.to_dict())
+
+
 def run_attack(
     config: AttackConfig,
     models: Sequence[str],
@@ -63,43 +107,41 @@ def run_attack(
     n_bootstrap: int = 1000,
     victim_params: dict[str, dict] | None = None,
     on_step: StepFn | None = None,
+    victim_preset: str = "tuned",
 ) -> dict:
     """Run one attack against `models`; returns (and writes to `out/results.json`) the results.
+
+    `victim_preset` ("tuned" or "paper") gives the victims' starting hyperparameters
+    (`victim_params` override them); `config.space` and `config.protocol` choose where the
+    trigger lives and how victims are selected (`ehrbackdoor.pipeline.protocols`). Each victim's
+    entry records its input `representation`, its and its baseline's selection (`victim_info`,
+    `baseline_info`: rule, selected epoch, threshold) and `notes` on forced parameters.
 
     `out` also receives the trigger (`trigger/`), the poisoned stays (`poisoned.json`) and the split
     (`splits.json`) so the run can be reproduced and audited.
     """
-    if not models:
-        raise ValueError("models must name at least one victim")
-    prep = data if isinstance(data, Prepared) else prepare_data(data, test_data, None, split_seed)
-    att, cell = run_cell(
+    prep, att, cell = prepared_cell(
         config,
-        prep.train,
-        prep.val,
-        prep.test,
-        None,
         models,
+        data,
+        test_data,
+        split_seed,
         victim_params=victim_params,
         n_bootstrap=n_bootstrap,
         on_step=on_step,
+        victim_preset=victim_preset,
     )
-    poisoned = att.poisoned
     results: dict[str, Any] = {
         name: {
             **v.metrics,
+            "representation": v.metrics["victim_info"]["representation"],
             "train_seconds": round(v.train_seconds, 3),
             "baseline_train_seconds": round(v.baseline_seconds or 0.0, 3),
         }
         for name, v in cell.victims.items()
     }
-
     out_dict = {
-        "attack": config.to_dict(),
-        "data": prep.data,
-        "test_data": prep.test_data,
-        **prep.sizes(),
-        "n_poisoned": int(len(poisoned.indices)),
-        "n_triggered_test": int(len(att.triggered_idx)),
+        **run_header(config, prep, att, victim_preset),
         "attack_seconds": round(att.seconds, 3),
         "models": results,
     }
@@ -108,9 +150,6 @@ def run_attack(
         out_dict["stealth"] = stealth
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        prep.split.save(out / "splits.json")
-        att.trigger.save(out / "trigger")
-        atomic_write_json(out / "poisoned.json", poisoned.to_dict())
+        save_attack_files(out, prep, att)
         atomic_write_json(out / "results.json", out_dict)
     return out_dict

@@ -9,6 +9,12 @@ victims trained on the poisoned cohort (`before`) and on the clean cohort (`clea
 level a perfect defence should reach). The distribution tests between poisoned and clean stays
 form the `stealth` entry.
 
+In grid space (`AttackConfig.space == "grid"`) the poison lives in the victims' hourly grid and the
+raw events stay as recorded, so `imputation-consistency` (which rebuilds each stay's grid) is
+always among the detectors, and every defence entry says what it reads (`reads`): detectors and
+distribution tests that read raw events (or masks and window statistics computed from them) are
+blind to grid-space poison by construction, and audit.json says so (`space_note`).
+
 Writes `out/audit.json` (atomically), `out/scores.npz` (every detector's scores, the poison flags
 and stay ids), `out/poisoned.json`, `out/splits.json` and `out/trigger/`.
 """
@@ -23,6 +29,7 @@ from ehrbackdoor.defences import DEFENCES, parse_defences
 from ehrbackdoor.defences.distribution import stealth_tests
 from ehrbackdoor.defences.evaluate import default_budget
 from ehrbackdoor.io import atomic_savez, atomic_write_json
+from ehrbackdoor.pipeline.attack import prepared_cell, run_header, save_attack_files
 from ehrbackdoor.pipeline.cell import (
     AttackConfig,
     DefenceSpec,
@@ -30,13 +37,39 @@ from ehrbackdoor.pipeline.cell import (
     backdoor_summary,
     defence_columns,
     jsonable,
-    run_cell,
 )
-from ehrbackdoor.pipeline.prepare import Prepared, prepare_data
+from ehrbackdoor.pipeline.prepare import Prepared
 
 AUDIT_FILE = "audit.json"
 SCORES_FILE = "scores.npz"
 _jsonable = jsonable
+#: The detector that reads the victims' hourly grid (the one that sees grid-space poison).
+GRID_DETECTOR = "imputation-consistency"
+GRID_NOTE = (
+    "grid-space poison: the trigger is added to the victims' hourly grid and the raw events stay "
+    "as recorded; detectors and distribution tests that read raw events (values, masks, window "
+    "statistics of events) are blind to it by construction; imputation-consistency rebuilds the "
+    "grid and model-level detectors see it through the victim"
+)
+
+
+def detector_reads(name: str, detector: Any) -> str:
+    """What a detector looks at: ``hourly grid``, ``victim``, ``ground truth`` or ``raw events``."""
+    if name == GRID_DETECTOR:
+        return "hourly grid"
+    if detector.needs_victim:
+        return "victim"
+    if detector.family == "reference":
+        return "ground truth"
+    return "raw events"
+
+
+def audit_defences(names: Sequence[str], space: str) -> list[str]:
+    """The detectors of an audit: `names`, and in grid space also `GRID_DETECTOR`."""
+    names = list(names)
+    if space == "grid" and GRID_DETECTOR not in names:
+        names.append(GRID_DETECTOR)
+    return names
 
 
 def run_audit(
@@ -56,6 +89,7 @@ def run_audit(
     correction: str = "bh",
     n_permutations: int = 500,
     on_step: StepFn | None = None,
+    victim_preset: str = "tuned",
 ) -> dict:
     """Audit one attack with `defences` against `models`; returns (and writes to
     `out/audit.json`) the results.
@@ -69,11 +103,13 @@ def run_audit(
     - `mitigation`: False skips the retraining (detection metrics only).
     - `stealth`: False skips the distribution tests; `correction` ("bh" or "holm") and
       `n_permutations` configure them.
+    - `victim_preset`, `config.space`, `config.protocol`: as in `run_attack`; in grid space
+      `imputation-consistency` is added to the detectors.
     """
     models = list(models)
     if not models:
         raise ValueError("models must name at least one victim")
-    names = parse_defences(defences)
+    names = audit_defences(parse_defences(defences), config.space)
     defence_params = dict(defence_params or {})
     unknown = sorted(set(defence_params) - set(DEFENCES))
     if unknown:
@@ -83,27 +119,27 @@ def run_audit(
     inspect = inspect_model or models[0]
     step = on_step or (lambda _msg: None)
 
-    prep = data if isinstance(data, Prepared) else prepare_data(data, test_data, None, split_seed)
-    att, cell = run_cell(
+    prep, att, cell = prepared_cell(
         config,
-        prep.train,
-        prep.val,
-        prep.test,
-        None,
         models,
+        data,
+        test_data,
+        split_seed,
         victim_params=victim_params,
         n_bootstrap=0,
         defence=spec,
         detectors=detectors,
         inspect=inspect,
         on_step=step,
+        victim_preset=victim_preset,
     )
-    trigger, poisoned, triggered_idx = att.trigger, att.poisoned, att.triggered_idx
-    cohort = poisoned.cohort
+    cohort = att.poisoned.cohort
     is_poison = cohort.modified.copy()
     before = {n: backdoor_summary(v.metrics) for n, v in cell.victims.items()}
     baseline = {n: backdoor_summary(v.metrics, baseline=True) for n, v in cell.victims.items()}
     results, all_scores = cell.defences, cell.scores
+    for name, entry in results.items():
+        entry["reads"] = detector_reads(name, detectors[name])
     k = default_budget(cohort.n_stays, config.rate, k_factor)
 
     stealth_result = None
@@ -120,12 +156,7 @@ def run_audit(
         )
 
     out_dict = {
-        "attack": config.to_dict(),
-        "data": prep.data,
-        "test_data": prep.test_data,
-        **prep.sizes(),
-        "n_poisoned": int(is_poison.sum()),
-        "n_triggered_test": int(len(triggered_idx)),
+        **run_header(config, prep, att, victim_preset),
         "models": models,
         "inspect_model": inspect,
         "k_factor": k_factor,
@@ -134,13 +165,21 @@ def run_audit(
         "clean_baseline": baseline,
         "defences": results,
         "stealth": _jsonable(stealth_result),
+        "victims": {
+            n: {
+                "representation": v.metrics["victim_info"]["representation"],
+                "victim_info": v.metrics["victim_info"],
+                "baseline_info": v.metrics["baseline_info"],
+                **({"notes": v.metrics["notes"]} if "notes" in v.metrics else {}),
+            }
+            for n, v in cell.victims.items()
+        },
     }
+    if config.space == "grid":
+        out_dict["space_note"] = GRID_NOTE
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        prep.split.save(out / "splits.json")
-        trigger.save(out / "trigger")
-        atomic_write_json(out / "poisoned.json", poisoned.to_dict())
+        save_attack_files(out, prep, att)
         atomic_savez(
             out / SCORES_FILE,
             {
@@ -153,20 +192,18 @@ def run_audit(
     return out_dict
 
 
+_ROW_METRICS = ("auroc", "tpr_at_5fpr", "precision_at_k", "n_removed", "n_poisoned_removed")
+
+
 def audit_rows(result: dict) -> list[dict[str, Any]]:
     """Flat rows of an audit result for tables (CLI, report): one per defence, with per-victim
     ASR / clean AUROC before and after (the reference filters bound the other rows)."""
     rows = []
     for name, d in result["defences"].items():
-        row: dict[str, Any] = {
-            "defence": name,
-            "family": d["family"],
-            "auroc": d.get("auroc"),
-            "tpr_at_5fpr": d.get("tpr_at_5fpr"),
-            "precision_at_k": d.get("precision_at_k"),
-            "n_removed": d.get("n_removed"),
-            "n_poisoned_removed": d.get("n_poisoned_removed"),
-        }
+        row: dict[str, Any] = {"defence": name, "family": d["family"]}
+        if "reads" in d:
+            row["reads"] = d["reads"]
+        row.update({m: d.get(m) for m in _ROW_METRICS})
         for victim, before in result["before"].items():
             after = d.get("after", {}).get(victim, {})
             row[f"{victim}/asr_before"] = before["asr"]

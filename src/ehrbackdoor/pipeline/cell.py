@@ -14,13 +14,20 @@ shares it); each victim is trained on the poisoned cohort and, with the same see
 cohort (the baseline; the runner passes shared fitted baselines), and both are evaluated on the
 clean and attacked test cohorts (`evaluate_attacked`); with a `DefenceSpec`, every detector
 scores the poisoned training stays and its top-k stays are removed and the victims retrained
-(`defend`). Thresholds come from clean validation data only.
+(`defend`, in `ehrbackdoor.pipeline.defend`).
+
+Three axes of Joe et al. (2021)'s faithful reproduction run through here (`pipeline.protocols`):
+`AttackConfig.space` (``raw`` events or the victims' hourly ``grid``; in grid space window-feature
+victims use hourly statistics, poisoned and baseline alike), `AttackConfig.protocol` (``honest``:
+epoch and threshold from clean validation data only; ``paper``: threshold 0.5 and the paper's
+epoch rule, the same rule and triggered validation stays for the poisoned victim and its
+baseline) and the run's `victim_preset` (``tuned`` or ``paper`` hyperparameters).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -29,20 +36,50 @@ import numpy as np
 from ehrbackdoor import metrics
 from ehrbackdoor.attacks import Poisoned, ThreatModel, attack_test, make_trigger, poison
 from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.pipeline.defend import (
+    DefenceSpec,
+    StepFn,
+    _no_step,
+    defence_columns,
+    defend,
+    jsonable,
+)
+from ehrbackdoor.pipeline.protocols import (
+    check_protocol,
+    selection_summary,
+    selections_for,
+    victim_params_for,
+)
 from ehrbackdoor.victims import fit as _fit
 
-StepFn = Callable[[str], None]
-
-
-def _no_step(_msg: str) -> None:
-    pass
+__all__ = [
+    "AttackConfig",
+    "AttackData",
+    "CellResult",
+    "DefenceSpec",
+    "StepFn",
+    "VictimResult",
+    "backdoor_summary",
+    "build_attack",
+    "defence_columns",
+    "defend",
+    "evaluate_attacked",
+    "jsonable",
+    "metric_columns",
+    "run_cell",
+]
 
 
 @dataclass(frozen=True)
 class AttackConfig:
     """Everything that defines an attack: the trigger family and its parameters plus the threat
-    model (target, rate, selection, apply mode). `seed` drives the trigger draw, the choice of
-    poisoned stays and the victims' initialisation."""
+    model (target, rate, selection, apply mode, space) and the evaluation protocol. `seed` drives
+    the trigger draw, the choice of poisoned stays and the victims' initialisation.
+
+    - `space`: ``raw`` (default) edits raw events; ``grid`` adds the trigger to the victims'
+      hourly bins (Joe et al. 2021; `ehrbackdoor.attacks.threat.ThreatModel`).
+    - `protocol`: ``honest`` (default) or ``paper`` (`ehrbackdoor.victims.protocol`).
+    """
 
     attack: str = "temporal"
     target: int = 1
@@ -51,6 +88,8 @@ class AttackConfig:
     selection: str = "non-target"
     seed: int = 0
     trigger_params: dict[str, Any] = field(default_factory=dict)
+    space: str = "raw"
+    protocol: str = "honest"
 
     #: Names of the experiment planner's setting keys that differ from the field names.
     SETTING_NAMES = {"attack": "trigger"}
@@ -70,8 +109,13 @@ class AttackConfig:
                 kw[f.name] = dict(value) if isinstance(value, Mapping) else value
         return cls(**kw)
 
+    def __post_init__(self) -> None:
+        check_protocol(self.protocol)
+
     def threat(self) -> ThreatModel:
-        return ThreatModel(self.target, self.rate, self.selection, self.apply, self.seed)
+        return ThreatModel(
+            self.target, self.rate, self.selection, self.apply, self.seed, self.space
+        )
 
     def make_trigger(self):
         return make_trigger(self.attack, seed=self.seed, **self.trigger_params)
@@ -196,137 +240,20 @@ def metric_columns(res: dict[str, Any]) -> dict[str, float]:
         "threshold": res["threshold"],
         "threshold_baseline": res["threshold_baseline"],
         "val_auprc": res["val_auprc"],
+        **_selected_epochs(res),
     }
 
 
-# ------------------------------------------------------------------------------------ defend
-@dataclass(frozen=True)
-class DefenceSpec:
-    """Which detectors defend a cell and how: registry names, per-detector constructor
-    parameters (every detector's seed defaults to the attack seed), the mitigation budget factor
-    (``ceil(k_factor * rate * n_train)`` stays removed) and whether to retrain at all."""
-
-    names: tuple[str, ...]
-    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    k_factor: float = 1.5
-    mitigation: bool = True
-
-    def __post_init__(self) -> None:
-        from ehrbackdoor.checks import check_float
-
-        check_float("k_factor", self.k_factor, 0.0, low_open=True)
-
-    @classmethod
-    def from_dict(cls, spec: Mapping[str, Any]) -> DefenceSpec:
-        """From `ExperimentConfig.defence_spec()` ({names, params, k_factor})."""
-        return cls(tuple(spec["names"]), dict(spec.get("params") or {}), spec["k_factor"])
-
-    def detectors(self, seed: int) -> dict[str, Any]:
-        from ehrbackdoor.defences import make_defence
-
-        return {n: make_defence(n, **{"seed": seed, **self.params.get(n, {})}) for n in self.names}
-
-
-def jsonable(obj: Any) -> Any:
-    """NumPy values and tuples as plain JSON types."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
-
-
-def defend(
-    config: AttackConfig,
-    detectors: Mapping[str, Any],
-    poisoned: Cohort,
-    val: Cohort,
-    test: Cohort,
-    attacked: Cohort,
-    triggered_idx: np.ndarray,
-    models: Sequence[str],
-    inspected: Any = None,
-    inspect: str | None = None,
-    victim_params: Mapping[str, dict] | None = None,
-    k_factor: float = 1.5,
-    mitigation: bool = True,
-    shared_scores: Mapping[str, np.ndarray] | None = None,
-    on_step: StepFn | None = None,
-) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Every detector scores the poisoned training stays (model-level detectors inspect the
-    fitted `inspected` victim; scores in `shared_scores` are reused), is judged against the
-    ground truth, and with `mitigation` its top-k stays are removed and `models` retrained with
-    the attack seed. Returns the entry of each detector (audit.json `defences`) and its scores."""
-    from ehrbackdoor.defences.evaluate import default_budget, detection_metrics, mitigate
-
-    step = on_step or _no_step
-    shared = shared_scores or {}
-    is_poison = np.asarray(poisoned.modified, dtype=bool).copy()
-    k = default_budget(poisoned.n_stays, config.rate, k_factor)
-    results: dict[str, dict[str, Any]] = {}
-    all_scores: dict[str, np.ndarray] = {}
-    for name, det in detectors.items():
-        step(f"{name}: scoring {poisoned.n_stays} training stays")
-        t0 = time.perf_counter()
-        if name in shared:
-            scores = shared[name]
-        else:
-            victim = inspected if det.needs_victim else None
-            scores = det.score(poisoned, victim, reference=val)
-        all_scores[name] = scores
-        entry: dict[str, Any] = {
-            "family": det.family,
-            "params": det.get_params(),
-            **detection_metrics(is_poison, scores),
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        if det.needs_victim and inspect is not None:
-            entry["victim"] = inspect
-        if mitigation:
-            step(f"{name}: removing the most suspicious stays and retraining")
-            entry.update(
-                mitigate(
-                    poisoned,
-                    scores,
-                    det.removal_count(poisoned, k),
-                    list(models),
-                    val,
-                    test,
-                    attacked,
-                    triggered_idx,
-                    config.target,
-                    config.seed,
-                    dict(victim_params or {}),
-                    fit=_fit_only,
-                )
-            )
-        entry["info"] = jsonable(getattr(det, "info_", {}))
-        results[name] = entry
-    return results, all_scores
-
-
-def _fit_only(name: str, train: Cohort, val: Cohort, seed: int, params: dict | None):
-    return _fit.fit_victim(name, train, val, seed, params)[0]
-
-
-def defence_columns(defences: Mapping[str, dict[str, Any]], victim: str) -> dict[str, Any]:
-    """Flat ``defence_<name>_<metric>`` columns of `defend`'s entries for one victim: detection
-    metrics and, after mitigation, its ASR and clean AUROC / AUPRC."""
-    out: dict[str, Any] = {}
-    for name, d in defences.items():
-        key = "defence_" + name.replace("-", "_")
-        for m in ("auroc", "tpr_at_5fpr", "precision_at_k"):
-            out[f"{key}_{m}"] = d.get(m)
-        after = d.get("after", {}).get(victim)
-        if after is not None:
-            out[f"{key}_asr_after"] = after["asr"]
-            out[f"{key}_clean_auroc_after"] = after["clean_auroc"]
-            out[f"{key}_clean_auprc_after"] = after["clean_auprc"]
-    return out
+def _selected_epochs(res: dict[str, Any]) -> dict[str, Any]:
+    """The selected epochs of victim and baseline, as columns under the paper protocol only (the
+    honest protocol's columns stay as they were)."""
+    info, base = res.get("victim_info") or {}, res.get("baseline_info") or {}
+    if info.get("selection", {}).get("protocol") != "paper":
+        return {}
+    return {
+        "selected_epoch": info.get("selected_epoch"),
+        "selected_epoch_baseline": base.get("selected_epoch"),
+    }
 
 
 # -------------------------------------------------------------------------------------- cell
@@ -367,11 +294,17 @@ def run_cell(
     inspect: str | None = None,
     shared_scores: Mapping[str, np.ndarray] | None = None,
     on_step: StepFn | None = None,
+    victim_preset: str = "tuned",
 ) -> tuple[AttackData, CellResult]:
     """Evaluate one attack against `models` (module docstring).
 
-    - `attack`: the poisoned / attacked cohorts (None: built here from `train` and `test`).
-    - `baselines`: fitted clean baselines by victim name (the rest are trained here).
+    - `attack`: the poisoned / attacked cohorts (None: built here from `train` and `test`); the
+      paper protocol needs its fitted trigger for lr / mlp (triggered validation stays).
+    - `victim_params`: hyperparameters by victim name, over the `victim_preset` ("tuned" or
+      "paper"); in grid space window-feature victims get ``features="hourly"`` (noted in the
+      victim's `notes`).
+    - `baselines`: fitted clean baselines by victim name (the rest are trained here), trained
+      with the same parameters and selection as the poisoned victims.
     - `defence` (or ready `detectors` with it): defend; model-level detectors inspect
       `inspect` (default: the first model), trained on the poisoned cohort if not in `models`.
     """
@@ -379,21 +312,31 @@ def run_cell(
     if not models:
         raise ValueError("models must name at least one victim")
     step = on_step or _no_step
-    vp = victim_params or {}
     if attack is None:
         step(f"fitting {config.attack} trigger")
         attack = build_attack(config, train, test)
+    setup = {
+        n: victim_params_for(n, (victim_params or {}).get(n), victim_preset, config.space)
+        for n in dict.fromkeys([*models, inspect or models[0]])
+    }
+    vp = {n: p for n, (p, _) in setup.items()}
+    threat = config.threat()
+    sel = selections_for(config.protocol, list(setup), val, attack.trigger, threat)
     cohort = attack.poisoned.cohort
     victims: dict[str, VictimResult] = {}
     eval_seconds = 0.0
     for name in models:
         step(f"{name}: training on the poisoned cohort")
-        victim, secs = _fit.fit_victim(name, cohort, val, config.seed, vp.get(name))
+        victim, secs = _fit.fit_victim(
+            name, cohort, val, config.seed, vp[name], selection=sel[name]
+        )
         base_secs = None
         base = (baselines or {}).get(name)
         if base is None:
             step(f"{name}: training the clean baseline")
-            base, base_secs = _fit.fit_victim(name, train, val, config.seed, vp.get(name))
+            base, base_secs = _fit.fit_victim(
+                name, train, val, config.seed, vp[name], selection=sel[name]
+            )
         t0 = time.perf_counter()
         res = evaluate_attacked(
             victim,
@@ -406,6 +349,10 @@ def run_cell(
             config.seed,
             n_bootstrap,
         )
+        res["victim_info"] = selection_summary(victim)
+        res["baseline_info"] = selection_summary(base)
+        if setup[name][1]:
+            res["notes"] = setup[name][1]
         eval_seconds += time.perf_counter() - t0
         victims[name] = VictimResult(victim, base, res, secs, base_secs)
     result = CellResult(victims, eval_seconds=eval_seconds)
@@ -417,7 +364,9 @@ def run_cell(
     inspected = victims[inspect].victim if inspect in victims else None
     if inspected is None and any(d.needs_victim for d in detectors.values()):
         step(f"{inspect}: training the inspected victim on the poisoned cohort")
-        inspected = _fit.fit_victim(inspect, cohort, val, config.seed, vp.get(inspect))[0]
+        inspected = _fit.fit_victim(
+            inspect, cohort, val, config.seed, vp[inspect], selection=sel[inspect]
+        )[0]
     result.defences, result.scores = defend(
         config,
         detectors,
@@ -434,6 +383,7 @@ def run_cell(
         defence.mitigation,
         shared_scores,
         step,
+        sel,
     )
     result.inspect = inspect
     result.defence_seconds = time.perf_counter() - t0

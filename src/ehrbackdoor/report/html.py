@@ -27,7 +27,7 @@ from ehrbackdoor.experiments.results import (
 )
 from ehrbackdoor.experiments.store import Store
 from ehrbackdoor.io import atomic_write_text
-from ehrbackdoor.report import plots
+from ehrbackdoor.report import plots, reproduction
 
 REPORT_FILE = "report.html"
 MAX_HEATMAPS = 12
@@ -124,6 +124,7 @@ def build_report(run_dir: str | Path) -> str:
             )
         out.append(_table(display_table(agg)))
         out += _attack_plots(agg)
+        out += reproduction.section(agg)
         out += _extra_tables(agg)
     out += _trigger_heatmaps(data_blobs, poison_blobs)
     out += _missing_masks(data_blobs, poison_blobs)

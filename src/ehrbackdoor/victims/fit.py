@@ -22,12 +22,14 @@ def fit_victim(
     seed: int,
     params: dict | None = None,
     progress: ProgressFn | None = None,
+    selection: Any = None,
 ) -> tuple[Any, float]:
-    """A fitted victim and its training time in seconds. The victim chooses its operating
-    threshold on the clean validation cohort."""
+    """A fitted victim and its training time in seconds. The victim chooses its epoch and
+    operating threshold by `selection` (`ehrbackdoor.victims.protocol`; None = honest: clean
+    validation data only)."""
     from ehrbackdoor.victims import make_victim
 
     victim = make_victim(name, seed=seed, **(params or {}))
     t0 = time.perf_counter()
-    victim.fit(train, val, progress=progress)
+    victim.fit(train, val, progress=progress, selection=selection)
     return victim, time.perf_counter() - t0

@@ -73,3 +73,35 @@ def init_params(cls: type) -> list[str]:
         for p in sig.parameters.values()
         if p.name not in ("self", "seed") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     ]
+
+
+def space_names() -> tuple[str, ...]:
+    """Where a trigger may live: raw events or the victims' hourly grid."""
+    from ehrbackdoor.attacks.threat import SPACES
+
+    return tuple(SPACES)
+
+
+def grid_apply_modes() -> tuple[str, ...]:
+    from ehrbackdoor.data.perturbation import GRID_MODES
+
+    return tuple(GRID_MODES)
+
+
+def has_grid_form(trigger: str) -> bool:
+    """True for the additive value triggers, the ones that exist in grid space."""
+    from ehrbackdoor.attacks import TRIGGERS
+
+    return trigger in TRIGGERS and hasattr(TRIGGERS[trigger], "grid_pattern")
+
+
+def protocol_names() -> tuple[str, ...]:
+    from ehrbackdoor.victims.protocol import PROTOCOLS
+
+    return tuple(PROTOCOLS)
+
+
+def preset_names() -> tuple[str, ...]:
+    from ehrbackdoor.victims.presets import PRESET_NAMES
+
+    return tuple(PRESET_NAMES)

@@ -1,21 +1,17 @@
 """The pydantic models of an experiment config (its YAML format: `ehrbackdoor.experiments.config`).
 
-Errors name the offending key (`attacks[0].apply`) and, where there is a fixed set, the allowed
+The attack entries live in `config.attack`. Errors name the offending key (`attacks[0].apply`) and, where there is a fixed set, the allowed
 values.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictInt,
     ValidationInfo,
@@ -23,27 +19,24 @@ from pydantic import (
     model_validator,
 )
 
+from ehrbackdoor.experiments.config.attack import (  # noqa: F401 - re-exported
+    AXES,
+    AXIS_DEFAULTS,
+    THREAT_FIELDS,
+    AttackSpec,
+    _Model,
+)
 from ehrbackdoor.experiments.config.errors import KeyValidationError, listed
-from ehrbackdoor.experiments.config.expand import MAX_CELLS, as_grid, grid_size, product
+from ehrbackdoor.experiments.config.expand import MAX_CELLS, as_grid
 from ehrbackdoor.experiments.config.hashing import stable_hash
 from ehrbackdoor.experiments.config.registry import (
-    apply_modes,
     defence_names,
-    selection_names,
-    trigger_names,
-    trigger_param_names,
+    preset_names,
     victim_names,
     victim_param_names,
 )
 
-#: Attack fields that belong to the threat model; every other key of an attack is a trigger
-#: parameter.
-THREAT_FIELDS = ("target", "rate", "apply", "selection")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SplitSpec(_Model):
@@ -126,157 +119,6 @@ class VictimSpec(_Model):
         return self
 
 
-class AttackSpec(_Model):
-    """One attack family with a grid over its threat model and trigger parameters.
-
-    Keys other than the named fields are trigger parameters (`strength`, `variable`, ...); they may
-    also be given under `params`. Every list is a grid axis.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str | None = None
-    trigger: str | list[str]
-    target: StrictInt | list[StrictInt] = 1
-    rate: float | list[float] = 0.02
-    apply: str | list[str] = "observed"
-    selection: str | list[str] = "non-target"
-    params: dict[str, Any] = {}
-
-    @property
-    def triggers(self) -> list[str]:
-        return as_grid(self.trigger)
-
-    @property
-    def label(self) -> str:
-        return self.name or "+".join(self.triggers)
-
-    def trigger_params(self) -> dict[str, Any]:
-        return {**self.params, **(self.model_extra or {})}
-
-    @field_validator("trigger")
-    @classmethod
-    def _trigger(cls, v):
-        names = trigger_names()
-        for t in as_grid(v):
-            if t not in names:
-                raise ValueError(f"unknown trigger {t!r}; allowed: {listed(names)}")
-        if not as_grid(v):
-            raise ValueError("needs at least one trigger")
-        return v
-
-    @field_validator("target", mode="before")
-    @classmethod
-    def _target_not_bool(cls, v):
-        # YAML `true` is not the label 1: refuse it with the allowed values, in one line.
-        for t in as_grid(v):
-            if isinstance(t, bool):
-                raise ValueError(
-                    f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)"
-                )
-        return v
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, v):
-        for t in as_grid(v):
-            if t not in (0, 1):
-                raise ValueError(
-                    f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)"
-                )
-        return v
-
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, v):
-        for r in as_grid(v):
-            if not 0 < r < 1:
-                raise ValueError(
-                    f"{r!r} is not a share of the training stays; allowed: 0 < rate < 1"
-                )
-        return v
-
-    @field_validator("selection")
-    @classmethod
-    def _selection(cls, v):
-        allowed = selection_names()
-        for s in as_grid(v):
-            if s not in allowed:
-                raise ValueError(f"{s!r} is not allowed; allowed: {listed(allowed)}")
-        return v
-
-    def n_settings(self) -> int:
-        """Number of points of this attack's grid (what `settings()` would return)."""
-        axes = [as_grid(getattr(self, a)) for a in ("target", "rate", "apply", "selection")]
-        return (
-            len(self.triggers) * math.prod(len(a) for a in axes) * grid_size(self.trigger_params())
-        )
-
-    @model_validator(mode="after")
-    def _grid_is_valid(self, info: ValidationInfo):
-        limit = (info.context or {}).get("max_cells", MAX_CELLS)
-        if limit is not None and self.n_settings() > limit:
-            raise ValueError(
-                f"the grid of this attack has {self.n_settings():,} points, more than the limit "
-                f"of {limit:,} cells; shrink the grid or raise the limit (run --max-cells)"
-            )
-        for axis in ("target", "rate", "apply", "selection", "trigger"):
-            if not as_grid(getattr(self, axis)):
-                raise ValueError(f"`{axis}` is an empty list")
-        tp = self.trigger_params()
-        for name in tp:
-            if not as_grid(tp[name]):
-                raise ValueError(f"trigger parameter `{name}` is an empty list")
-        for trig in self.triggers:
-            modes = apply_modes(trig)
-            for a in as_grid(self.apply):
-                if a not in modes:
-                    raise KeyValidationError(
-                        "apply", f"{a!r} is not allowed for {trig}; allowed: {listed(modes)}"
-                    )
-            allowed = trigger_param_names(trig)
-            bad = sorted(set(tp) - set(allowed))
-            if bad:
-                raise KeyValidationError(
-                    bad[0],
-                    f"not a parameter of the {trig} trigger; allowed: {listed(allowed)}",
-                )
-            from ehrbackdoor.attacks import make_trigger
-
-            for combo in product(tp):
-                try:
-                    make_trigger(trig, seed=0, **combo)
-                except (ValueError, TypeError) as e:
-                    key = next((k for k in sorted(combo) if k in str(e)), None)
-                    msg = f"{trig} trigger: {e}"
-                    raise (KeyValidationError(key, msg) if key else ValueError(msg)) from None
-        return self
-
-    def settings(self) -> list[dict[str, Any]]:
-        """Every point of this attack's grid (without the seed), in a stable order."""
-        out = []
-        for trig in self.triggers:
-            for target, rate, apply, sel in itertools.product(
-                as_grid(self.target),
-                as_grid(self.rate),
-                as_grid(self.apply),
-                as_grid(self.selection),
-            ):
-                for params in product(self.trigger_params()):
-                    out.append(
-                        {
-                            "attack": self.label,
-                            "trigger": trig,
-                            "target": int(target),
-                            "rate": float(rate),
-                            "apply": apply,
-                            "selection": sel,
-                            "trigger_params": dict(sorted(params.items())),
-                        }
-                    )
-        return out
-
-
 class EvaluationSpec(_Model):
     bootstrap: int = Field(1000, ge=1)
 
@@ -294,6 +136,15 @@ class ExperimentConfig(_Model):
     defences: list[str] = []
     defence_params: dict[str, dict[str, Any]] = {}
     k_factor: float = Field(1.5, gt=0)
+    victim_preset: str = "tuned"
+
+    @field_validator("victim_preset")
+    @classmethod
+    def _preset(cls, v: str) -> str:
+        allowed = preset_names()
+        if v not in allowed:
+            raise ValueError(f"{v!r} is not allowed; allowed: {listed(allowed)}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -306,9 +157,9 @@ class ExperimentConfig(_Model):
             )
         return v
 
-    @field_validator("data", mode="before")
+    @field_validator("data", "attacks", mode="before")
     @classmethod
-    def _data_list(cls, v):
+    def _one_or_list(cls, v):
         return [v] if isinstance(v, dict) else v
 
     @field_validator("victims", mode="before")
@@ -330,11 +181,6 @@ class ExperimentConfig(_Model):
             else:
                 out.append(item)
         return out
-
-    @field_validator("attacks", mode="before")
-    @classmethod
-    def _attack_list(cls, v):
-        return [v] if isinstance(v, dict) else v
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -396,12 +242,23 @@ class ExperimentConfig(_Model):
         for what in ("data", "victims", "attacks", "seeds"):
             if not getattr(self, what):
                 raise KeyValidationError(what, "must list at least one entry")
+        names = [v.name for v in self.victims]
+        for i, a in enumerate(self.attacks):
+            bad = sorted(set(a.victims or []) - set(names))
+            if bad or a.victims == []:
+                raise KeyValidationError(
+                    f"attacks[{i}].victims",
+                    f"{listed(bad) or '(empty)'}: name victims of this config; allowed: "
+                    f"{listed(names)}",
+                )
         return self
 
     def n_cells(self) -> int:
         """Number of cells the config expands to (data x attack settings x victims x seeds)."""
-        settings = sum(a.n_settings() for a in self.attacks)
-        return len(self.data) * settings * len(self.victims) * len(self.seeds)
+        per_data = sum(
+            a.n_settings() * sum(a.applies_to(v.name) for v in self.victims) for a in self.attacks
+        )
+        return len(self.data) * per_data * len(self.seeds)
 
     @model_validator(mode="after")
     def _not_too_many_cells(self, info: ValidationInfo):
@@ -420,6 +277,14 @@ class ExperimentConfig(_Model):
         if not self.defences:
             d.pop("defence_params")
             d.pop("k_factor")
+        if d.get("victim_preset") == "tuned":  # options at their default leave the digest alone
+            d.pop("victim_preset")
+        for a in d["attacks"]:
+            for axis, default in AXIS_DEFAULTS.items():
+                if a.get(axis) == default:
+                    a.pop(axis)
+            if a.get("victims") is None:
+                a.pop("victims", None)
         return d
 
     def defence_spec(self) -> dict[str, Any] | None:

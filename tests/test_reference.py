@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from ehrbackdoor.attacks.reference import joe2021_asr_figure
+from ehrbackdoor.reference import joe2021_asr_figure
 
 
 def test_joe2021_figure_loads_with_citation():
@@ -17,6 +17,12 @@ def test_joe2021_figure_loads_with_citation():
     # The paper's headline: strength 2, observed bins, LR at rate 0.01 is already about 0.96.
     row = df.query("model == 'lr' and apply == 'observed' and strength == 2.0 and rate == 0.01")
     assert abs(float(row["asr"].iloc[0]) - 0.96) < 1e-9
-    header = resources.files("ehrbackdoor.attacks").joinpath("resources", "joe2021_asr_figure.csv")
+    header = resources.files("ehrbackdoor").joinpath("resources", "joe2021_asr_figure.csv")
     text = header.read_text(encoding="utf-8")
     assert "byunggilljoe/mimic3_td_backdoor" in text and "result_plot.ipynb" in text
+
+
+def test_attacks_reference_still_exports_the_figure():
+    from ehrbackdoor.attacks import reference
+
+    assert reference.joe2021_asr_figure().equals(joe2021_asr_figure())
