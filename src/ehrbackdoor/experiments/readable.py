@@ -122,8 +122,20 @@ def _keys(g: pd.DataFrame) -> tuple[list[Column], list[str]]:
     return keys, const
 
 
-def results_text(agg: pd.DataFrame, counts: dict[str, int], width: int | None = None) -> str:
-    """The `ehrbackdoor results` text: counts, what the intervals are, and the tables."""
+#: The families a brief summary (the demo) shows.
+BRIEF = (
+    "Attack success rate (ASR)",
+    "AUROC",
+    DEFENCE_FAMILIES["auroc"],
+    DEFENCE_FAMILIES["asr_after"],
+)
+
+
+def results_text(
+    agg: pd.DataFrame, counts: dict[str, int], width: int | None = None, brief: bool = False
+) -> str:
+    """The `ehrbackdoor results` text: counts, what the intervals are, and the tables
+    (`brief`: only attack success, AUROC, detection AUROC and ASR after mitigation)."""
     width = width or terminal_width()
     head = f"{counts['ok']} cells finished, {counts['failed']} failed, {counts['pending']} pending."
     if agg.empty:
@@ -146,6 +158,8 @@ def results_text(agg: pd.DataFrame, counts: dict[str, int], width: int | None = 
         )
     parts = [head, "", wrap(how, width), "", wrap(GLOSSARY, width), ""]
     metrics = metric_columns_for(agg)
+    if brief:
+        metrics = [m for m in metrics if m[0] in BRIEF]
     for title, g in _sections(agg):
         keys, const = _keys(g)
         parts.append("=" * min(width, 60))

@@ -232,10 +232,12 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_results(run_dir: str | Path, fmt: str = "markdown", width: int | None = None) -> str:
+def format_results(
+    run_dir: str | Path, fmt: str = "markdown", width: int | None = None, brief: bool = False
+) -> str:
     """The aggregated results of a run: `markdown` (tables for people, each at most `width`
     columns wide, default the terminal's or 80), `csv` (one column per mean / CI bound), `json`
-    or `long` (CSV, one row per setting and metric)."""
+    or `long` (CSV, one row per setting and metric); `brief` shows the main tables only."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
@@ -257,7 +259,7 @@ def format_results(run_dir: str | Path, fmt: str = "markdown", width: int | None
         return json.dumps({"cells": counts, "results": records}, indent=2) + "\n"
     from ehrbackdoor.experiments.readable import results_text
 
-    return results_text(aggregate(cells, bootstrap_single=True), counts, width)
+    return results_text(aggregate(cells, bootstrap_single=True), counts, width, brief)
 
 
 def interval_kind(n_seeds: int, metric: str) -> str:
