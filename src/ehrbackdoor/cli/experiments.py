@@ -44,12 +44,23 @@ def run(
         int | None,
         typer.Option(min=1, help="Refuse configs expanding to more cells (default: 100,000)."),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the cells, shared steps and estimated time; write nothing."
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) every cell of an experiment config; results go to DIR/results.sqlite."""
     from ehrbackdoor.experiments.config import MAX_CELLS, load_config
     from ehrbackdoor.experiments.runner import run_experiment
 
     cfg = load_config(config, data=data, max_cells=max_cells or MAX_CELLS)
+    if dry_run:
+        from ehrbackdoor.experiments.runner import dry_run as plan_only
+
+        typer.echo(plan_only(cfg, jobs=jobs), nl=False)
+        return
     run_dir = out or Path("runs") / cfg.name
     check_out_dir(run_dir)
     try:

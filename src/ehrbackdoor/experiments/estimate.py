@@ -76,15 +76,20 @@ def count_stays(spec) -> tuple[int, bool]:
     return DEFAULT_STAYS, False
 
 
+def _lin(c: dict[str, float], thousands: float) -> float:
+    """A fitted step cost: fixed seconds plus seconds per 1,000 (stays x epoch scale)."""
+    return c.get("fixed", 0.0) + c.get("per_1000", 0.0) * thousands
+
+
 def _victim_cost(
     costs: dict, name: str, params: dict, n_train: float, baseline: bool = False
 ) -> float:
     v = costs["victims"].get(name) or costs["victims"]["default"]
-    per = v.get("baseline_per_1000_stays", v["train_per_1000_stays"]) if baseline else None
-    sec = (per or v["train_per_1000_stays"]) * n_train / 1000
-    if "epochs" in v:  # torch victims: scale by the epochs asked for
-        sec *= params.get("max_epochs", v["default_epochs"]) / v["epochs"]
-    return sec
+    scale = 1.0
+    if "epochs" in v:  # trained in epochs: scale by the epochs asked for
+        scale = params.get("max_epochs", v["default_epochs"]) / v["epochs"]
+    fit = v.get("baseline", v["train"]) if baseline else v["train"]
+    return _lin(fit, n_train / 1000 * scale)
 
 
 def estimate(config: ExperimentConfig, costs: dict[str, Any] | None = None) -> Estimate:
@@ -102,47 +107,47 @@ def estimate(config: ExperimentConfig, costs: dict[str, Any] | None = None) -> E
         },
         parallel_loss=float(costs.get("parallel_loss", 1.0)),
     )
-    frac = {}
+
+    def add(kind: str, seconds: float) -> None:
+        est.seconds[kind] = est.seconds.get(kind, 0.0) + seconds
+
+    sizes = {}
     for key, step in plan.data.items():
         n, exact = count_stays(step.spec)
         est.stays[step.label] = n
         if not exact:
             est.notes.append(f"{step.label}: about {n} stays (counted files, not read)")
         fr = list(step.spec.split.fractions) if step.spec.split else [0.7, 0.15, 0.15]
-        frac[key] = (n, n * fr[0], n * (1 - fr[0]) / 2)
+        sizes[key] = (n, n * fr[0], n * (1 - fr[0]) / 2)
         kind = "synthetic" if step.spec.synthetic is not None else "path"
         per = costs["data"].get(kind)
         if per is None:
             est.notes.append(f"{step.label}: reading the files is not priced (not measured)")
-        est.seconds["data"] = est.seconds.get("data", 0.0) + (per or 0.0) * n / 1000
+        add("data", _lin(per or {}, n / 1000))
         est.disk_bytes += costs["disk"]["data_per_stay"] * n
     for t in plan.triggers.values():
-        n_train = frac[t.data_key][1]
-        per = costs["triggers"].get(t.trigger, costs["triggers"]["default"])
-        est.seconds["trigger"] = est.seconds.get("trigger", 0.0) + per * n_train / 1000
+        fit = costs["triggers"].get(t.trigger, costs["triggers"]["default"])
+        add("trigger", _lin(fit, sizes[t.data_key][1] / 1000))
     for p in plan.poison.values():
-        n = frac[p.data_key][0]
-        est.seconds["poison"] = est.seconds.get("poison", 0.0) + costs["poison"] * n / 1000
+        n = sizes[p.data_key][0]
+        add("poison", _lin(costs["poison"], n / 1000))
         est.disk_bytes += costs["disk"]["poison_per_stay"] * n
     for name in dict.fromkeys(b.victim for b in plan.baselines.values()):
         if not costs["victims"].get(name, {}).get("measured"):
             est.notes.append(f"{name}: training cost not measured here; a rough guess")
     for b in plan.baselines.values():
-        _, n_train, n_eval = frac[b.data_key]
-        cost = _victim_cost(costs, b.victim, b.params, n_train, baseline=True)
-        cost += costs["cell_overhead_per_1000_stays"] * 2 * n_eval / 1000
-        est.seconds["baseline"] = est.seconds.get("baseline", 0.0) + cost
+        _, n_train, n_eval = sizes[b.data_key]
+        add("baseline", _victim_cost(costs, b.victim, b.params, n_train, baseline=True))
     for s in plan.scores.values():
-        n = frac[s.data_key][0]
-        per = costs["defences"]["score_per_1000_stays"] * len(s.defences)
-        est.seconds["scores"] = est.seconds.get("scores", 0.0) + per * n / 1000
+        per = _lin(costs["defences"]["score"], sizes[s.data_key][0] / 1000)
+        add("scores", per * len(s.defences))
     for c in plan.cells:
-        _, n_train, n_eval = frac[c.data_key]
+        n, n_train, n_eval = sizes[c.data_key]
         train = _victim_cost(costs, c.victim, c.victim_params, n_train)
-        cost = train + costs["cell_overhead_per_1000_stays"] * (n_train + 2 * n_eval) / 1000
+        cost = train + _lin(costs["cell"], (n_train + 2 * n_eval) / 1000)
         if c.defence is not None:  # mitigation retrains the victim once per defence
             cost += train * len(c.defence.get("names", [])) * costs["defences"]["retrain_share"]
-        est.seconds["cell"] = est.seconds.get("cell", 0.0) + cost
+        add("cell", cost)
         est.disk_bytes += costs["disk"]["cell_bytes"]
     return est
 

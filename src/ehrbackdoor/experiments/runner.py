@@ -127,6 +127,15 @@ def run_experiment(
             handler.close()
 
 
+def dry_run(config: ExperimentConfig, jobs: int | None = None) -> str:
+    """What `run_experiment(config)` would do and cost, as text; runs and writes nothing."""
+    import os
+
+    from ehrbackdoor.experiments.estimate import describe, estimate
+
+    return describe(estimate(config), jobs or os.cpu_count() or 1)
+
+
 class _Run:
     def __init__(self, store: Store, plan: Plan, run_dir: Path, retry_failed: bool) -> None:
         self.store, self.plan, self.run_dir = store, plan, run_dir
