@@ -109,7 +109,9 @@ def test_single_seed_shows_bootstrap_interval_in_tables_not_in_csv():
 @pytest.mark.parametrize("seeds", [(0,), (0, 1)])
 def test_results_tables_fit_80_columns_with_human_headers(seeds):
     cells = _cells(seeds)
-    text = results_text(aggregate(cells, bootstrap_single=True), {"ok": 1, "failed": 0, "pending": 0}, 80)
+    text = results_text(
+        aggregate(cells, bootstrap_single=True), {"ok": 1, "failed": 0, "pending": 0}, 80
+    )
     _lines_fit(text)
     assert "defence_" not in text and "clean_auroc" not in text
     for header in ("unpoisoned", "poisoned, clean", "poisoned, triggered", "mask-rarity"):

@@ -65,7 +65,7 @@ def count_stays(spec) -> tuple[int, bool]:
     try:
         if p.is_dir():
             n = 0
-            for root, _dirs, files in os.walk(p):
+            for _root, _dirs, files in os.walk(p):
                 n += sum(1 for f in files if f.endswith((".txt", ".csv", ".psv")))
                 if n > 10_000_000:
                     break
@@ -183,5 +183,3 @@ def _size(b: float) -> str:
             return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
         b /= 1000
     return f"{b:.1f} GB"  # pragma: no cover
-
-
