@@ -114,7 +114,7 @@ def _count(name: str, v) -> str | None:
         top = sorted(nums.items(), key=lambda kv: -kv[1])[:3]
         more = f", ... {len(nums) - 3} more" if len(nums) > 3 else ""
         return (
-            f"{name.replace('_', ' ')} {sum(nums.values()):,} over {len(nums):,} "
+            f"{name.replace('_', ' ')} {sum(nums.values()):,} in {len(nums):,} entries "
             f"({', '.join(f'{k} {x:,}' for k, x in top)}{more})"
         )
     return None
