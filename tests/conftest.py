@@ -19,6 +19,17 @@ PHYSIONET = shared_dir() / "data" / "physionet2012"
 MIMIC_REF = shared_dir() / "reference" / "mimic3-benchmarks"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Every cache the suite writes goes to a temporary directory, never the user's own."""
+    if os.environ.get("EHRBACKDOOR_CACHE"):
+        yield
+        return
+    os.environ["EHRBACKDOOR_CACHE"] = str(tmp_path_factory.mktemp("ehrbackdoor-cache"))
+    yield
+    os.environ.pop("EHRBACKDOOR_CACHE", None)
+
+
 @pytest.fixture(scope="session")
 def physionet_dir() -> Path:
     if not (PHYSIONET / "set-a").is_dir():

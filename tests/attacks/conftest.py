@@ -21,12 +21,21 @@ def random_cohort(schema: Schema, n: int = 60, per_stay: int = 80, seed: int = 0
     value = set_values(schema, var, np.clip(normal + rng.normal(size=e) * spread, lo, hi))
     time = np.round(rng.uniform(0, 48, e) * 60) / 60
     events = Events.from_flat(stay, n, time, var, value)
+    return random_label_cohort(schema, n, events, rng)
+
+
+def random_label_cohort(
+    schema: Schema, n: int, events: Events, rng: np.random.Generator, prefix: str = "", **extra
+) -> Cohort:
+    """`n` stays of `events` named `prefix` + 4 digits, 30 % labelled 1 at random (from `rng`),
+    no static covariates; `extra` fields (``modified``) pass on to the Cohort."""
     return Cohort(
         schema=schema,
-        stay_id=np.array([f"{i:04d}" for i in range(n)]),
+        stay_id=np.array([f"{prefix}{i:04d}" for i in range(n)]),
         label=(rng.random(n) < 0.3).astype(np.int8),
         static=np.full((n, len(schema.static)), np.nan),
         events=events,
+        **extra,
     )
 
 

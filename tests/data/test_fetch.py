@@ -8,7 +8,7 @@ import os
 import socket
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -248,62 +248,51 @@ def test_full_download_and_extraction(source: Path, server: ServerState, tmp_pat
     assert not (out / "set-c").exists()
 
 
-def test_resume_sends_range_request(source: Path, server: ServerState, tmp_path: Path) -> None:
+def _fetch_over_partial(
+    source: Path, server: ServerState, tmp_path: Path, part_of: Callable[[bytes], bytes]
+) -> Path:
+    """Fetch set a into a destination that already holds ``part_of(the whole archive)`` as an
+    interrupted download; check the extracted set and return the destination."""
     records = _build_set(source, "a", server.root)
     _write_sums(server.root)
-    full = (server.root / "set-a.tar.gz").read_bytes()
     out = tmp_path / "dest" / "out"
     out.mkdir(parents=True)
-    (out / "set-a.tar.gz.part").write_bytes(full[: len(full) // 2])
+    (out / "set-a.tar.gz.part").write_bytes(part_of((server.root / "set-a.tar.gz").read_bytes()))
 
     fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
 
-    assert server.hits("set-a.tar.gz") == [("set-a.tar.gz", f"bytes={len(full) // 2}-", 206)]
     _assert_set(out, "a", records, server.root)
+    return out
+
+
+def _first_half(full: bytes) -> bytes:
+    return full[: len(full) // 2]
+
+
+def test_resume_sends_range_request(source: Path, server: ServerState, tmp_path: Path) -> None:
+    out = _fetch_over_partial(source, server, tmp_path, _first_half)
+    half = (server.root / "set-a.tar.gz").stat().st_size // 2
+    assert server.hits("set-a.tar.gz") == [("set-a.tar.gz", f"bytes={half}-", 206)]
     assert _leftovers(out) == []
 
 
 def test_server_ignoring_range_restarts(source: Path, server: ServerState, tmp_path: Path) -> None:
-    records = _build_set(source, "a", server.root)
-    _write_sums(server.root)
     server.ignore_range = True
-    full = (server.root / "set-a.tar.gz").read_bytes()
-    out = tmp_path / "dest" / "out"
-    out.mkdir(parents=True)
-    (out / "set-a.tar.gz.part").write_bytes(full[: len(full) // 2])
-
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
-
-    assert server.hits("set-a.tar.gz") == [("set-a.tar.gz", f"bytes={len(full) // 2}-", 200)]
-    _assert_set(out, "a", records, server.root)
+    _fetch_over_partial(source, server, tmp_path, _first_half)
+    half = (server.root / "set-a.tar.gz").stat().st_size // 2
+    assert server.hits("set-a.tar.gz") == [("set-a.tar.gz", f"bytes={half}-", 200)]
 
 
 def test_corrupt_partial_is_discarded_and_refetched(
     source: Path, server: ServerState, tmp_path: Path
 ) -> None:
-    records = _build_set(source, "a", server.root)
-    _write_sums(server.root)
-    out = tmp_path / "dest" / "out"
-    out.mkdir(parents=True)
-    (out / "set-a.tar.gz.part").write_bytes(b"garbage from another version")
-
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
-
+    _fetch_over_partial(source, server, tmp_path, lambda full: b"garbage from another version")
     assert [r[2] for r in server.hits("set-a.tar.gz")] == [206, 200]
-    _assert_set(out, "a", records, server.root)
 
 
 def test_complete_partial_answered_416(source: Path, server: ServerState, tmp_path: Path) -> None:
-    records = _build_set(source, "a", server.root)
-    _write_sums(server.root)
-    out = tmp_path / "dest" / "out"
-    out.mkdir(parents=True)
-    (out / "set-a.tar.gz.part").write_bytes((server.root / "set-a.tar.gz").read_bytes())
-
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
-
+    _fetch_over_partial(source, server, tmp_path, lambda full: full)
     assert [r[2] for r in server.hits("set-a.tar.gz")] == [416]
-    _assert_set(out, "a", records, server.root)
 
 
 def test_checksum_mismatch_raises(source: Path, server: ServerState, tmp_path: Path) -> None:
@@ -443,16 +432,25 @@ def test_connection_error_names_url(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- links, bombs, manifest
 
 
-@pytest.mark.parametrize("planted", ["set-a.tar.gz.part", "Outcomes-a.txt.part", "Outcomes-a.txt"])
-def test_planted_symlink_is_never_written_through(
-    source: Path, server: ServerState, tmp_path: Path, planted: str
-) -> None:
+def _served_set_and_victim(
+    source: Path, server: ServerState, tmp_path: Path
+) -> tuple[Path, Path]:
+    """Set a on the server, an empty destination, and a file outside it that a link planted in
+    the destination could make the fetch overwrite."""
     _build_set(source, "a", server.root)
     _write_sums(server.root)
     out = tmp_path / "out"
     out.mkdir()
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious\n")
+    return out, victim
+
+
+@pytest.mark.parametrize("planted", ["set-a.tar.gz.part", "Outcomes-a.txt.part", "Outcomes-a.txt"])
+def test_planted_symlink_is_never_written_through(
+    source: Path, server: ServerState, tmp_path: Path, planted: str
+) -> None:
+    out, victim = _served_set_and_victim(source, server, tmp_path)
     (out / planted).symlink_to(victim)
     with pytest.raises(FetchError, match="link"):
         fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
@@ -460,12 +458,7 @@ def test_planted_symlink_is_never_written_through(
 
 
 def test_planted_hardlink_part_is_refused(source: Path, server: ServerState, tmp_path: Path) -> None:
-    _build_set(source, "a", server.root)
-    _write_sums(server.root)
-    out = tmp_path / "out"
-    out.mkdir()
-    victim = tmp_path / "victim.txt"
-    victim.write_bytes(b"precious\n")
+    out, victim = _served_set_and_victim(source, server, tmp_path)
     os.link(victim, out / "set-a.tar.gz.part")
     with pytest.raises(FetchError, match="singly-linked"):
         fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)

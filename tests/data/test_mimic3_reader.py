@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.data.errors import DataFormatError
 from ehrbackdoor.data.readers.mimic3 import (
     is_mimic3_dir,
@@ -58,6 +59,20 @@ def write_task(
     return root
 
 
+def event_rows(c: Cohort, i: int) -> list[tuple[float, int, float, int]]:
+    """(time, variable, value, alias) of every event of stay `i`, in stored order."""
+    ev = c.stay_events(i)
+    return list(
+        zip(
+            ev["time"].tolist(),
+            ev["variable"].tolist(),
+            ev["value"].tolist(),
+            ev["alias"].tolist(),
+            strict=True,
+        )
+    )
+
+
 def alias_of(short: str, text: str) -> int:
     return SCHEMA.variables[IX[short]].benchmark_values.index(text)
 
@@ -100,16 +115,7 @@ def test_reads_values_aliases_and_order(task: Path) -> None:
     assert c.label.tolist() == [0, 1, 0, 1]
     assert c.label.dtype == np.int8
     assert c.static.shape == (4, 0)
-    ev = c.stay_events(0)
-    got = list(
-        zip(
-            ev["time"].tolist(),
-            ev["variable"].tolist(),
-            ev["value"].tolist(),
-            ev["alias"].tolist(),
-            strict=True,
-        )
-    )
+    got = event_rows(c, 0)
     expected = [
         # time, then file row, then channel order (CRR, DBP, FiO2, eye, motor, total, verbal, ...)
         (0.25, IX["GCS_eye"], 4.0, alias_of("GCS_eye", "4 Spontaneously")),
@@ -427,16 +433,7 @@ def test_round_trip(episodes: list[list[tuple[float, list]]]) -> None:
         c = read_episode_files(paths, [i % 2 for i in range(len(paths))])
     assert c.n_stays == len(episodes)
     for i, exp in enumerate(expected):
-        ev = c.stay_events(i)
-        got = list(
-            zip(
-                ev["time"].tolist(),
-                ev["variable"].tolist(),
-                ev["value"].tolist(),
-                ev["alias"].tolist(),
-                strict=True,
-            )
-        )
+        got = event_rows(c, i)
         assert got == exp
         assert all(math.isfinite(t) for t, *_ in got)
 

@@ -196,16 +196,25 @@ def test_parser_property(tmp_path_factory, rows):
     assert len(rows) - len(expected) == c.meta["cleaning"]["dropped_out_of_range_total"]
 
 
-@given(st.binary(max_size=200))
-@settings(
+#: Settings of the fuzz tests (one tmp_path_factory serves all examples of a test on purpose).
+FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+
+def _read_fuzzed(tmp_path_factory, first_lines: str, body: bytes):
+    """Read a directory of one record, "5": a valid start with `first_lines`, then `body`."""
+    root = tmp_path_factory.mktemp("fuzz")
+    write_dir(root, {"5": record("5", first_lines).encode() + body})
+    return read_physionet2012(root)
+
+
+@given(st.binary(max_size=200))
+@FUZZ
 def test_fuzz_lines_give_cohort_or_located_error(tmp_path_factory, body):
     """Any bytes after a valid record start: a cohort or a DataFormatError naming file + line."""
-    root = tmp_path_factory.mktemp("f")
-    write_dir(root, {"5": record("5", "00:01,HR,80\n").encode() + body})
     try:
-        c = read_physionet2012(root)
+        c = _read_fuzzed(tmp_path_factory, "00:01,HR,80\n", body)
     except DataFormatError as e:
         assert e.path is not None and e.path.endswith("5.txt"), str(e)
         assert isinstance(e.line, int) and e.line >= 1, str(e)
@@ -224,15 +233,11 @@ line_st = st.lists(
 
 
 @given(line_st)
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@FUZZ
 def test_fuzz_near_valid_lines(tmp_path_factory, body):
     """Lines built from plausible and broken parts: same contract as random bytes."""
-    root = tmp_path_factory.mktemp("g")
-    write_dir(root, {"5": record("5", "").encode() + body})
     try:
-        read_physionet2012(root)
+        _read_fuzzed(tmp_path_factory, "", body)
     except DataFormatError as e:
         assert e.path.endswith("5.txt") and isinstance(e.line, int), str(e)
 

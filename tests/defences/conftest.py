@@ -8,7 +8,7 @@ import pytest
 from ehrbackdoor.attacks import ThreatModel, make_trigger, poison
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.data.schema import physionet2012_schema
-from tests.attacks.conftest import random_cohort
+from tests.attacks.conftest import random_cohort, random_label_cohort
 
 
 def blatant_poisoned(n: int = 240, rate: float = 0.03, seed: int = 3):
@@ -97,11 +97,4 @@ def structured_cohort(n: int = 200, n_poison: int = 8, seed: int = 0) -> Cohort:
     events = Events.from_flat(stay, n, np.array(time, dtype=float), var, value)
     modified = np.zeros(n, dtype=bool)
     modified[:n_poison] = True
-    return Cohort(
-        schema=schema,
-        stay_id=np.array([f"s{i:04d}" for i in range(n)]),
-        label=(rng.random(n) < 0.3).astype(np.int8),
-        static=np.full((n, len(schema.static)), np.nan),
-        events=events,
-        modified=modified,
-    )
+    return random_label_cohort(schema, n, events, rng, prefix="s", modified=modified)

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.victims.conftest import FAST, make_cohort
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory):
-    old = os.environ.get("EHRBACKDOOR_CACHE")
-    os.environ["EHRBACKDOOR_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("EHRBACKDOOR_CACHE", None)
-    else:
-        os.environ["EHRBACKDOOR_CACHE"] = old
+from tests.victims.conftest import (
+    FAST,
+    _private_cache,  # noqa: F401 (the same autouse fixture here)
+    make_cohort,
+)
 
 
 @pytest.fixture(scope="session")

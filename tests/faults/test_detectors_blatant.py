@@ -4,7 +4,9 @@ Heart rate 300 in every one of the last 24 hours, on 5 % of the stays, relabelle
 deployable detector may be inverted on that (the two-sample detector used to score it at detection
 AUROC 0.01-0.13). Each detector runs as the audit runs it: data-level ones on the poisoned
 training cohort, model-level ones with a victim trained on it, all with trusted clean reference
-stays. The reference filter `random` is excluded (AUROC 0.5 by construction).
+stays. The reference filter `random` is excluded (AUROC 0.5 by construction), and
+`imputation-consistency`, which only sees grid-space poison, must be exactly blind (0.5) to this
+raw-space trigger rather than inverted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from tests.attacks.conftest import random_cohort
 #: values: measured 0.59 (mask-rarity) to 0.85 (lof-mask); value and model views 0.71-1.0.
 MIN_AUROC = {"isolation-forest-mask": 0.55, "lof-mask": 0.55, "mask-rarity": 0.55}
 DEFAULT_MIN_AUROC = 0.65
-DETECTORS = [n for n in DEFENCES if n != "random"]
+#: Detectors blind to raw-space poison by construction: they must score it at exactly chance.
+RAW_BLIND = {"imputation-consistency"}
+DETECTORS = [n for n in DEFENCES if n != "random" and n not in RAW_BLIND]
 
 
 def _charted(c: Cohort, seed: int) -> Cohort:
@@ -70,6 +74,13 @@ def test_detector_is_not_inverted_on_a_blatant_trigger(setting, name):
     s = det.score(poisoned, victim if det.needs_victim else None, reference=reference)
     auroc = detection_metrics(poisoned.modified, s)["auroc"]
     assert auroc >= MIN_AUROC.get(name, DEFAULT_MIN_AUROC), (name, auroc, det.info_)
+
+
+@pytest.mark.parametrize("name", sorted(RAW_BLIND))
+def test_grid_only_detector_is_blind_not_inverted_on_raw_poison(setting, name):
+    poisoned, reference, victim = setting
+    s = make_defence(name).score(poisoned, None, reference=reference)
+    assert detection_metrics(poisoned.modified, s)["auroc"] == pytest.approx(0.5)
 
 
 def test_two_sample_without_reference_is_not_inverted_either(setting):

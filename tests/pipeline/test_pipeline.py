@@ -83,56 +83,39 @@ def test_blatant_trigger_reaches_high_asr(synth_dir, tmp_path):
     assert (tmp_path / "trigger" / "trigger.json").exists()
 
 
+def invoke_attack(data, out, *options: str):
+    """`ehrbackdoor attack --data DATA --out OUT OPTIONS...` through the CLI runner."""
+    return runner.invoke(app, ["attack", "--data", str(data), "--out", str(out), *options])
+
+
 def test_attack_cli_bad_input_is_one_clear_line(synth_dir, tmp_path):
-    r = runner.invoke(
-        app,
-        [
-            "attack",
-            "--data",
-            str(synth_dir),
-            "--out",
-            str(tmp_path),
-            "--attack",
-            "nope",
-            "--models",
-            "lr",
-        ],
-    )
+    r = invoke_attack(synth_dir, tmp_path, "--attack", "nope", "--models", "lr")
     assert r.exit_code == 2
     assert "unknown attack 'nope'" in r.output
-    r = runner.invoke(
-        app,
-        ["attack", "--data", str(tmp_path / "missing"), "--out", str(tmp_path), "--models", "lr"],
-    )
+    r = invoke_attack(tmp_path / "missing", tmp_path, "--models", "lr")
     assert r.exit_code == 2 and "does not exist" in r.output
 
 
 def test_missing_vae_attack_cli_writes_stealth(synth_dir, tmp_path):
-    r = runner.invoke(
-        app,
-        [
-            "attack",
-            "--data",
-            str(synth_dir),
-            "--out",
-            str(tmp_path),
-            "--attack",
-            "missing-vae",
-            "--apply",
-            "delete",
-            "--target",
-            "0",
-            "--rate",
-            "0.05",
-            "--models",
-            "lr",
-            "--epochs",
-            "5",
-            "--n-candidates",
-            "100",
-            "--bootstrap",
-            "100",
-        ],
+    r = invoke_attack(
+        synth_dir,
+        tmp_path,
+        "--attack",
+        "missing-vae",
+        "--apply",
+        "delete",
+        "--target",
+        "0",
+        "--rate",
+        "0.05",
+        "--models",
+        "lr",
+        "--epochs",
+        "5",
+        "--n-candidates",
+        "100",
+        "--bootstrap",
+        "100",
     )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "results.json").read_text())

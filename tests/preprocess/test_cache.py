@@ -289,3 +289,18 @@ def test_files_in_use_survive_eviction(cohort, tmp_path: Path) -> None:
         for k in GRID_ROWS:
             np.testing.assert_array_equal(got[k], discretize(sub).to_arrays()[k])
     assert calls == [10]
+
+
+def test_grid_space_trigger_is_part_of_each_stays_cache_identity(cohort):
+    """A stay carrying a grid-space trigger never gets the clean stay's cached rows."""
+    clean = grid_cached(cohort, impute="previous", layout="ordinal")
+    pattern = np.zeros((clean.values.shape[1], len(cohort.schema)))
+    pattern[:, 0] = 5.0
+    carriers = np.array([0, 2])
+    poisoned = cohort.with_grid_perturbation(carriers, pattern, "all")
+    cached_grid = grid_cached(poisoned, impute="previous", layout="ordinal")
+    direct = discretize(poisoned, impute="previous", layout="ordinal")
+    np.testing.assert_array_equal(cached_grid.values, direct.values)
+    others = np.setdiff1d(np.arange(cohort.n_stays), carriers)
+    np.testing.assert_array_equal(cached_grid.values[others], clean.values[others])
+    assert not np.array_equal(cached_grid.values[carriers], clean.values[carriers])

@@ -6,7 +6,7 @@ message (exit code 2), not a traceback.
 
 Modules: `data` (data synth/fetch/info/export), `train`, `attack` (attack and audit, one set of
 options), `experiments` (run, results, report, demo), `progress` (spinners and bars), `common`
-(error format, output checks).
+(error format, output checks), `cache` (cache info/clear).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import typer
 
 from ehrbackdoor.cli import attack, experiments, train
+from ehrbackdoor.cli.cache import cache_app
 from ehrbackdoor.cli.common import friendly_errors
 from ehrbackdoor.cli.data import data_app
 
@@ -23,6 +24,7 @@ app = typer.Typer(
     help="Backdoor attacks on machine-learning models of electronic health records.",
 )
 app.add_typer(data_app, name="data")
+app.add_typer(cache_app, name="cache")
 train.register(app)
 attack.register(app)
 experiments.register(app)

@@ -84,6 +84,18 @@ def stay_digests(cohort: Cohort) -> np.ndarray:
     off = np.asarray(e.offsets, dtype=np.int64).tolist()
     (tb, vb, xb, ab), (ts, vs, xs, as_) = cols, sizes
     blake = hashlib.blake2b
+    # What else decides a stay's preprocessed rows: the cohort's window and, for stays carrying
+    # a grid-space trigger, that trigger (pattern, mode, timestep).
+    window = f"window={cohort.window!r}".encode()
+    gp = cohort.grid_perturbation
+    carriers = np.zeros(n, dtype=bool) if gp is None else np.asarray(gp.carriers, dtype=bool)
+    grid_tag = b""
+    if gp is not None:
+        pattern = np.ascontiguousarray(gp.pattern, dtype="<f8")
+        g = hashlib.blake2b(f"{gp.mode}:{gp.timestep!r}:{pattern.shape}".encode(),
+                            digest_size=DIGEST_BYTES)
+        g.update(pattern.tobytes())
+        grid_tag = g.digest()
     out = []
     for i in range(n):
         a, b = off[i], off[i + 1]
@@ -92,6 +104,9 @@ def stay_digests(cohort: Cohort) -> np.ndarray:
         h.update(vb[a * vs:b * vs])
         h.update(xb[a * xs:b * xs])
         h.update(ab[a * as_:b * as_])
+        h.update(window)
+        if carriers[i]:
+            h.update(grid_tag)
         out.append(h.digest())
     return np.frombuffer(b"".join(out), dtype=f"S{DIGEST_BYTES}") if n else np.empty(0, "S16")
 

@@ -56,6 +56,19 @@ class Variable:
         return self.level_labels[i]
 
 
+class _Column:
+    """A read-only property of a `Schema`: one attribute of every variable, in variable order,
+    as an array of `dtype`."""
+
+    def __init__(self, attr: str, dtype: type) -> None:
+        self.attr, self.dtype = attr, dtype
+
+    def __get__(self, schema: Schema | None, owner: type | None = None) -> np.ndarray:
+        if schema is None:
+            return self  # type: ignore[return-value]
+        return np.array([getattr(v, self.attr) for v in schema.variables], dtype=self.dtype)
+
+
 @dataclass(frozen=True)
 class Schema:
     """The variables of one data source, in a fixed order (the variable index used in events)."""
@@ -87,26 +100,12 @@ class Schema:
                 return i
         raise KeyError(f"unknown variable {name!r} in schema {self.name!r}; known: {self.names}")
 
-    # Column-wise views used by vectorised code.
-    @property
-    def lows(self) -> np.ndarray:
-        return np.array([v.low for v in self.variables], dtype=np.float64)
-
-    @property
-    def highs(self) -> np.ndarray:
-        return np.array([v.high for v in self.variables], dtype=np.float64)
-
-    @property
-    def normals(self) -> np.ndarray:
-        return np.array([v.normal for v in self.variables], dtype=np.float64)
-
-    @property
-    def precisions(self) -> np.ndarray:
-        return np.array([v.precision for v in self.variables], dtype=np.int64)
-
-    @property
-    def categorical(self) -> np.ndarray:
-        return np.array([v.is_categorical for v in self.variables], dtype=bool)
+    # Column-wise views used by vectorised code (read-only properties, one array per access).
+    lows = _Column("low", np.float64)
+    highs = _Column("high", np.float64)
+    normals = _Column("normal", np.float64)
+    precisions = _Column("precision", np.int64)
+    categorical = _Column("is_categorical", bool)
 
     def to_dict(self) -> dict:
         """JSON-serialisable description (saved with runs so a result names its schema)."""

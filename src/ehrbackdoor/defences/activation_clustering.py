@@ -14,27 +14,17 @@ predicted class (``by="label"``: per training label, as in the paper).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ehrbackdoor.data.cohort import Cohort
-from ehrbackdoor.defences.base import (
-    Detector,
-    check_choice,
-    check_int,
-    embeddings,
-    predicted_classes,
-)
-from ehrbackdoor.defences.spectral import SEGMENTS, top_directions
+from ehrbackdoor.defences.base import check_int
+from ehrbackdoor.defences.spectral import ClassLatentDetector, top_directions
 
 
-class ActivationClusteringDetector(Detector):
+class ActivationClusteringDetector(ClassLatentDetector):
     """2-means per class on reduced embeddings; small, well-separated clusters are suspicious."""
 
     name = "activation-clustering"
-    family = "model"
-    needs_victim = True
+    min_class_size = 4
 
     def __init__(
         self,
@@ -43,50 +33,32 @@ class ActivationClusteringDetector(Detector):
         silhouette_sample: int = 2000,
         seed: int = 0,
     ) -> None:
-        super().__init__(seed)
-        self.by = check_choice("by", by, SEGMENTS)
+        super().__init__(by, seed)
         self.n_components = check_int("n_components", n_components, 1)
         self.silhouette_sample = check_int("silhouette_sample", silhouette_sample, 10)
 
-    def _score(self, cohort: Cohort, victim: Any, reference: Cohort | None) -> np.ndarray:
+    def _score_class(self, Zc: np.ndarray) -> tuple[np.ndarray, dict] | None:
         from sklearn.cluster import KMeans
         from sklearn.metrics import silhouette_score
 
-        Z = embeddings(victim, cohort)
-        cls = predicted_classes(victim, cohort, self.by)
-        out = np.zeros(cohort.n_stays)
-        info = {}
-        for c in np.unique(cls):
-            sel = np.flatnonzero(cls == c)
-            if len(sel) < 4:
-                continue
-            Zc = Z[sel] - Z[sel].mean(axis=0)
-            _, vt = top_directions(Zc, self.n_components, self.seed)
-            R = Zc @ vt.T
-            if np.allclose(R, 0):
-                continue
-            km = KMeans(n_clusters=2, n_init=10, random_state=self.seed).fit(R)
-            assign = km.labels_
-            if len(np.unique(assign)) < 2:
-                continue
-            sil = float(
-                silhouette_score(
-                    R,
-                    assign,
-                    sample_size=min(self.silhouette_sample, len(sel)),
-                    random_state=self.seed,
-                )
+        n = len(Zc)
+        _, vt = top_directions(Zc, self.n_components, self.seed)
+        R = Zc @ vt.T
+        if np.allclose(R, 0):
+            return None
+        km = KMeans(n_clusters=2, n_init=10, random_state=self.seed).fit(R)
+        assign = km.labels_
+        if len(np.unique(assign)) < 2:
+            return None
+        sil = float(
+            silhouette_score(
+                R, assign, sample_size=min(self.silhouette_sample, n), random_state=self.seed
             )
-            rel = np.bincount(assign, minlength=2) / len(sel)
-            d = np.linalg.norm(R[:, None, :] - km.cluster_centers_[None, :, :], axis=2)
-            own = d[np.arange(len(sel)), assign]
-            other = d[np.arange(len(sel)), 1 - assign]
-            margin = np.where(own + other > 0, (other - own) / np.maximum(own + other, 1e-12), 0)
-            out[sel] = max(sil, 0.0) * (1.0 - rel[assign]) + 1e-3 * margin
-            info[str(int(c))] = {
-                "n": int(len(sel)),
-                "silhouette": sil,
-                "smaller_cluster_share": float(rel.min()),
-            }
-        self.info_ = {"classes": info}
-        return out
+        )
+        rel = np.bincount(assign, minlength=2) / n
+        d = np.linalg.norm(R[:, None, :] - km.cluster_centers_[None, :, :], axis=2)
+        own = d[np.arange(n), assign]
+        other = d[np.arange(n), 1 - assign]
+        margin = np.where(own + other > 0, (other - own) / np.maximum(own + other, 1e-12), 0)
+        scores = max(sil, 0.0) * (1.0 - rel[assign]) + 1e-3 * margin
+        return scores, {"n": n, "silhouette": sil, "smaller_cluster_share": float(rel.min())}

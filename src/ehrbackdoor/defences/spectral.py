@@ -11,7 +11,8 @@ needed for the shared evaluation).
 
 from __future__ import annotations
 
-from typing import Any
+from abc import abstractmethod
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -40,17 +41,21 @@ def top_directions(Zc: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.nd
     return s, vt
 
 
-class SpectralSignatureDetector(Detector):
-    """Squared projection on the top singular direction of the class's centred embeddings."""
+class ClassLatentDetector(Detector):
+    """Base of the detectors that score each class's centred embeddings on their own.
 
-    name = "spectral"
+    Segments the stays by `predicted_classes` (``by``); a class of fewer than
+    ``min_class_size`` stays, or one `_score_class` passes over, scores 0. ``info_["classes"]``
+    holds what `_score_class` says of each class it scored.
+    """
+
     family = "model"
     needs_victim = True
+    min_class_size: ClassVar[int] = 2
 
-    def __init__(self, by: str = "predicted", n_directions: int = 1, seed: int = 0) -> None:
+    def __init__(self, by: str = "predicted", seed: int = 0) -> None:
         super().__init__(seed)
         self.by = check_choice("by", by, SEGMENTS)
-        self.n_directions = check_int("n_directions", n_directions, 1)
 
     def _score(self, cohort: Cohort, victim: Any, reference: Cohort | None) -> np.ndarray:
         Z = embeddings(victim, cohort)
@@ -59,14 +64,33 @@ class SpectralSignatureDetector(Detector):
         info = {}
         for c in np.unique(cls):
             sel = np.flatnonzero(cls == c)
-            if len(sel) < 2:
+            if len(sel) < self.min_class_size:
                 continue
-            Zc = Z[sel] - Z[sel].mean(axis=0)
-            s, vt = top_directions(Zc, self.n_directions, self.seed)
-            proj = Zc @ vt.T
-            score = (proj**2).sum(axis=1)
-            mean = float(score.mean())
-            out[sel] = score / mean if mean > 0 else 0.0
-            info[str(int(c))] = {"n": int(len(sel)), "top_singular_values": s.tolist()}
+            scored = self._score_class(Z[sel] - Z[sel].mean(axis=0))
+            if scored is not None:
+                out[sel], info[str(int(c))] = scored
         self.info_ = {"classes": info}
         return out
+
+    @abstractmethod
+    def _score_class(self, Zc: np.ndarray) -> tuple[np.ndarray, dict] | None:
+        """Scores of one class's stays from their centred embeddings `Zc`, and what to report
+        of the class; None passes over the class."""
+
+
+class SpectralSignatureDetector(ClassLatentDetector):
+    """Squared projection on the top singular direction of the class's centred embeddings."""
+
+    name = "spectral"
+
+    def __init__(self, by: str = "predicted", n_directions: int = 1, seed: int = 0) -> None:
+        super().__init__(by, seed)
+        self.n_directions = check_int("n_directions", n_directions, 1)
+
+    def _score_class(self, Zc: np.ndarray) -> tuple[np.ndarray, dict]:
+        s, vt = top_directions(Zc, self.n_directions, self.seed)
+        proj = Zc @ vt.T
+        score = (proj**2).sum(axis=1)
+        mean = float(score.mean())
+        scores = score / mean if mean > 0 else np.zeros(len(Zc))
+        return scores, {"n": len(Zc), "top_singular_values": s.tolist()}

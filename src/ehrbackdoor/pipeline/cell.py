@@ -104,6 +104,7 @@ def build_attack(
     threat = config.threat()
     t0 = time.perf_counter()
     if trigger is None:
+        threat.check_trigger(config.attack)  # a bad apply mode fails before the fit
         trigger = config.make_trigger().fit(train)
     poisoned = poison(train, trigger, threat)
     attacked, triggered_idx = attack_test(test, trigger, threat)
@@ -220,6 +221,11 @@ class DefenceSpec:
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     k_factor: float = 1.5
     mitigation: bool = True
+
+    def __post_init__(self) -> None:
+        from ehrbackdoor.checks import check_float
+
+        check_float("k_factor", self.k_factor, 0.0, low_open=True)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> DefenceSpec:

@@ -161,3 +161,35 @@ class StaticInputs:
 def check_n_features(X: np.ndarray, expected: int, what: str = "window features") -> None:
     if X.shape[1] != expected:
         raise ValueError(f"cohort gives {X.shape[1]} {what}, the victim was fitted on {expected}")
+
+
+class StandardisedFeatures:
+    """Inputs of lr and mlp (a mixin of their victim classes): the window statistics of the
+    ``features`` representation, standardised by a `FeatureScaler` fit on the training stays,
+    followed by the `StaticInputs`; with the state that saves them as JSON."""
+
+    features: str
+    cache: bool
+    use_static: bool
+
+    def _fit_features(self, train: Cohort) -> None:
+        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache, self.features).X)
+        self.static_ = StaticInputs(self.use_static).fit(train)
+
+    def _X(self, cohort: Cohort) -> np.ndarray:
+        X = features_of(cohort, self.cache, self.features).X
+        check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
+        X = self.scaler_.transform(X)
+        if self.static_.width:
+            X = np.concatenate([X, self.static_.transform(cohort)], axis=1)
+        return X
+
+    def _features_state(self) -> dict:
+        return {
+            "features": scaler_state_to_json(self.scaler_.get_state()),
+            "static": self.static_.get_state(),
+        }
+
+    def _set_features_state(self, state: dict) -> None:
+        self.scaler_ = FeatureScaler.from_state(scaler_state_from_json(state["features"]))
+        self.static_ = StaticInputs.from_state(self.use_static, state["static"])

@@ -32,7 +32,6 @@ from torch import nn
 
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.metrics import auprc
-from ehrbackdoor.preprocess import FeatureScaler
 from ehrbackdoor.victims.base import (
     ProgressFn,
     Victim,
@@ -41,19 +40,13 @@ from ehrbackdoor.victims.base import (
     check_float,
     check_int,
 )
-from ehrbackdoor.victims.inputs import (
-    FEATURE_REPRESENTATIONS,
-    StaticInputs,
-    check_n_features,
-    features_of,
-    scaler_state_from_json,
-    scaler_state_to_json,
-)
+from ehrbackdoor.victims.inputs import FEATURE_REPRESENTATIONS, StandardisedFeatures
 from ehrbackdoor.victims.protocol import HONEST, EpochChooser, make_chooser, scores_at
 from ehrbackdoor.victims.torch_base import check_class_weight, check_head_classes, two_class_logit
 from ehrbackdoor.victims.training import (
     TrainConfig,
     default_device,
+    fit_summary,
     make_selector,
     n_threads,
     sigmoid,
@@ -73,7 +66,7 @@ class LinearNet(nn.Module):
         return two_class_logit(self.linear(x))
 
 
-class LogisticVictim(Victim):
+class LogisticVictim(StandardisedFeatures, Victim):
     """Logistic regression on standardised window features (see module docstring).
 
     Parameters: ``C`` (inverse L2 strength, a float or a list of candidates selected on validation
@@ -132,20 +125,11 @@ class LogisticVictim(Victim):
             return list(c)
         return [c]
 
-    def _X(self, cohort: Cohort) -> np.ndarray:
-        X = features_of(cohort, self.cache, self.features).X
-        check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
-        X = self.scaler_.transform(X)
-        if self.static_.width:
-            X = np.concatenate([X, self.static_.transform(cohort)], axis=1)
-        return X
-
     def _decision(self, X: np.ndarray) -> np.ndarray:
         return X.astype(np.float64) @ self.coef_ + self.intercept_
 
     def _fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None) -> dict:
-        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache, self.features).X)
-        self.static_ = StaticInputs(self.use_static).fit(train)
+        self._fit_features(train)
         X, Xv = self._X(train), self._X(val)
         y, yv = np.asarray(train.label, dtype=np.int64), np.asarray(val.label, dtype=np.int64)
         if self.solver == "adam":
@@ -216,18 +200,9 @@ class LogisticVictim(Victim):
         self.coef_ = w[1] - w[0] if len(w) == 2 else w[0]
         self.intercept_ = float(b[1] - b[0] if len(b) == 2 else b[0])
         self.C_ = None
-        if selector is None:
-            selection_info = {"protocol": selection.protocol, "rule": "val_auprc"}
-        else:
-            selection_info = selector.chooser.summary(rule)
-        selection_info["selected_epoch"] = result.best_epoch
-        return {
-            "selection": selection_info,
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            "history": result.history,
-            "device": device.type,
-        }
+        return fit_summary(
+            result, selector, rule, selection.protocol, device, best_val_auprc=False
+        )
 
     def _predict_proba(self, cohort: Cohort) -> np.ndarray:
         return sigmoid(self._decision(self._X(cohort)))
@@ -236,17 +211,12 @@ class LogisticVictim(Victim):
         return self._X(cohort)
 
     def _get_state(self) -> tuple[dict, dict[str, Any]]:
-        state = {
-            "C": self.C_,
-            "features": scaler_state_to_json(self.scaler_.get_state()),
-            "static": self.static_.get_state(),
-        }
+        state = {"C": self.C_, **self._features_state()}
         return state, {"coef": self.coef_, "intercept": np.array([self.intercept_])}
 
     def _set_state(self, state: dict, tensors: dict[str, Any]) -> None:
         self.C_ = None if state["C"] is None else float(state["C"])
-        self.scaler_ = FeatureScaler.from_state(scaler_state_from_json(state["features"]))
-        self.static_ = StaticInputs.from_state(self.use_static, state["static"])
+        self._set_features_state(state)
         coef = np.asarray(tensors["coef"], dtype=np.float64)
         n_expected = len(self.scaler_.mean_) + self.static_.width  # type: ignore[arg-type]
         if coef.shape != (n_expected,):

@@ -15,15 +15,7 @@ from torch import nn
 
 from ehrbackdoor.checks import check_choice
 from ehrbackdoor.data.cohort import Cohort
-from ehrbackdoor.preprocess import FeatureScaler
-from ehrbackdoor.victims.inputs import (
-    FEATURE_REPRESENTATIONS,
-    StaticInputs,
-    check_n_features,
-    features_of,
-    scaler_state_from_json,
-    scaler_state_to_json,
-)
+from ehrbackdoor.victims.inputs import FEATURE_REPRESENTATIONS, StandardisedFeatures
 from ehrbackdoor.victims.torch_base import (
     TorchVictim,
     check_class_weight,
@@ -69,7 +61,7 @@ def as_layers(hidden: int | Sequence[int]) -> list[int]:
     return [int(hidden)] if isinstance(hidden, int | np.integer) else [int(h) for h in hidden]
 
 
-class MLPVictim(TorchVictim):
+class MLPVictim(StandardisedFeatures, TorchVictim):
     """Multi-layer perceptron on window features (see module docstring).
 
     Parameters: ``hidden`` (int or list of 1-2 widths), ``dropout``, ``lr`` (Adam),
@@ -115,28 +107,18 @@ class MLPVictim(TorchVictim):
         self._check_common()
 
     def _fit_inputs(self, train: Cohort) -> None:
-        self.scaler_ = FeatureScaler().fit(features_of(train, self.cache, self.features).X)
-        self.static_ = StaticInputs(self.use_static).fit(train)
+        self._fit_features(train)
         n_in = len(self.scaler_.mean_) + self.static_.width  # type: ignore[arg-type]
         self.arch_ = {"n_in": n_in, "hidden": as_layers(self.hidden)}
 
     def _inputs(self, cohort: Cohort) -> list[np.ndarray]:
-        X = features_of(cohort, self.cache, self.features).X
-        check_n_features(X, len(self.scaler_.mean_))  # type: ignore[arg-type]
-        X = self.scaler_.transform(X)
-        if self.static_.width:
-            X = np.concatenate([X, self.static_.transform(cohort)], axis=1)
-        return [X]
+        return [self._X(cohort)]
 
     def _build(self) -> nn.Module:
         return MLPNet(self.arch_["n_in"], self.arch_["hidden"], self.dropout, self.head_classes)
 
     def _inputs_state(self) -> dict:
-        return {
-            "features": scaler_state_to_json(self.scaler_.get_state()),
-            "static": self.static_.get_state(),
-        }
+        return self._features_state()
 
     def _set_inputs_state(self, state: dict) -> None:
-        self.scaler_ = FeatureScaler.from_state(scaler_state_from_json(state["features"]))
-        self.static_ = StaticInputs.from_state(self.use_static, state["static"])
+        self._set_features_state(state)

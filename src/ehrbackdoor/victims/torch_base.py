@@ -24,6 +24,7 @@ from ehrbackdoor.victims.training import (
     EpochSelector,
     TrainConfig,
     default_device,
+    fit_summary,
     make_selector,
     predict_logits,
     sigmoid,
@@ -119,20 +120,8 @@ class TorchVictim(Victim):
                 selector=selector,
             )
         self.device_ = device
-        if selector is None:
-            protocol = getattr(self, "_selection", HONEST).protocol
-            selection = {"protocol": protocol, "rule": "val_auprc"}
-        else:
-            selection = selector.chooser.summary(rule)
-        selection["selected_epoch"] = result.best_epoch
-        return {
-            "selection": selection,
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            "best_val_auprc_during_training": result.best_val_auprc,
-            "history": result.history,
-            "device": device.type,
-        }
+        protocol = getattr(self, "_selection", HONEST).protocol
+        return fit_summary(result, selector, rule, protocol, device)
 
     def _selector(self, val: Cohort) -> tuple[EpochSelector | None, str | None]:
         """The paper protocol's epoch selector for this victim, or (None, None)."""

@@ -161,6 +161,33 @@ class TrainResult:
     history: list[float] = field(default_factory=list)  # val AUPRC per epoch
 
 
+def fit_summary(
+    result: TrainResult,
+    selector: EpochSelector | None,
+    rule: str | None,
+    protocol: str,
+    device: torch.device,
+    *,
+    best_val_auprc: bool = True,
+) -> dict:
+    """The fit report of a victim trained by `train_model`: how its epoch was selected (the
+    paper protocol's `selector` and `rule`, else validation AUPRC under `protocol`), the epochs
+    and the validation history; `best_val_auprc` adds the best AUPRC seen during training."""
+    if selector is None:
+        selection = {"protocol": protocol, "rule": "val_auprc"}
+    else:
+        selection = selector.chooser.summary(rule)
+    selection["selected_epoch"] = result.best_epoch
+    out = {
+        "selection": selection,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+    }
+    if best_val_auprc:
+        out["best_val_auprc_during_training"] = result.best_val_auprc
+    return {**out, "history": result.history, "device": device.type}
+
+
 def to_tensors(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
     return [torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32)).to(device) for a in arrays]
 

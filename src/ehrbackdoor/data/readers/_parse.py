@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,15 +172,41 @@ def read_csv(
     )
 
 
-def _scan_text(path: str, n_fields: int, describe: str) -> None:
-    """Invalid UTF-8 or a line with the wrong number of fields in one file, by line."""
-    raw = _read(path)
+def decode_utf8(raw: bytes, path: str | Path) -> str:
+    """`raw` as text; invalid UTF-8 is a DataFormatError naming the line where it starts."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataFormatError(f"is not UTF-8 text: {exc.reason}", path, line) from None
-    reader = csv.reader(io.StringIO(text))
+
+
+def read_lines(path: Path, missing: str) -> list[str]:
+    """Lines of a small text file read whole (listfiles, outcomes); `missing` says why a file
+    that is not there is an error."""
+    if not path.is_file():
+        raise DataFormatError(missing, path)
+    return decode_utf8(path.read_bytes(), path).splitlines()
+
+
+def csv_records(
+    lines: list[str], n_fields: int, path: Path, wrong_count: str
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank line after the header of a small CSV file; a line
+    of another number of fields is an error, `wrong_count` formatted with ``got`` (the number)
+    and ``line`` (its start)."""
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        if len(parts) != n_fields:
+            raise DataFormatError(wrong_count.format(got=len(parts), line=line[:80]), path, n)
+        yield n, parts
+
+
+def _scan_text(path: str, n_fields: int, describe: str) -> None:
+    """Invalid UTF-8 or a line with the wrong number of fields in one file, by line."""
+    reader = csv.reader(io.StringIO(decode_utf8(_read(path), path)))
     try:
         for fields in reader:
             if fields and any(x.strip() for x in fields) and len(fields) != n_fields:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.data.errors import DataFormatError
+from ehrbackdoor.data.readers._parse import csv_records, read_lines
 
 SPLITS = ("train", "val", "test")
 #: Folder holding each split's episode files (validation stays are carved out of train/).
@@ -26,30 +27,15 @@ def listfile_path(root: Path, split: str) -> Path:
 def read_listfile(path: Path) -> tuple[list[str], list[int]]:
     """Stay names and labels of one `{split}_listfile.csv`, in file order."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError("listfile is missing", path)
-    raw = path.read_bytes()
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataFormatError(f"is not UTF-8 text: {exc.reason}", path, line) from None
+    lines = read_lines(path, "listfile is missing")
     if not lines or lines[0].strip() != LISTFILE_HEADER:
         got = lines[0][:60] if lines else ""
         raise DataFormatError(f"expected header {LISTFILE_HEADER!r}, got {got!r}", path, 1)
     stays: list[str] = []
     labels: list[int] = []
     first_line: dict[str, int] = {}
-    for n, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        parts = line.split(",")
-        if len(parts) != 2:
-            raise DataFormatError(
-                f"expected 2 comma-separated fields stay,y_true, got {len(parts)}: {line[:80]!r}",
-                path,
-                n,
-            )
+    wrong = "expected 2 comma-separated fields stay,y_true, got {got}: {line!r}"
+    for n, parts in csv_records(lines, 2, path, wrong):
         stay, y = parts[0].strip(), parts[1].strip()
         if not stay:
             raise DataFormatError("empty stay name", path, n)

@@ -38,7 +38,15 @@ import pyarrow.compute as pc
 
 from ehrbackdoor.data.cohort import Cohort, Events
 from ehrbackdoor.data.errors import DataFormatError
-from ehrbackdoor.data.readers._parse import NUMBER_PATTERN, Blobs, first_line_of, load_blobs, parse
+from ehrbackdoor.data.readers._parse import (
+    NUMBER_PATTERN,
+    Blobs,
+    csv_records,
+    first_line_of,
+    load_blobs,
+    parse,
+    read_lines,
+)
 from ehrbackdoor.data.schema import Schema, physionet2012_schema
 
 HEADER = b"Time,Parameter,Value"
@@ -88,23 +96,11 @@ def is_physionet2012_dir(root: Path) -> bool:
 
 def read_outcomes(path: Path) -> dict[str, int]:
     """RecordID -> in-hospital death (0/1) from an Outcomes-x.txt file."""
-    if not path.is_file():
-        raise DataFormatError("outcomes file is missing: every stay needs a label", path)
-    raw = path.read_bytes()
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataFormatError(f"is not UTF-8 text: {exc.reason}", path, line) from None
+    lines = read_lines(path, "outcomes file is missing: every stay needs a label")
     if not lines or lines[0].strip() != OUTCOMES_HEADER:
         raise DataFormatError(f"expected header {OUTCOMES_HEADER!r}", path, 1)
     out: dict[str, int] = {}
-    for n, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        parts = line.split(",")
-        if len(parts) != 6:
-            raise DataFormatError(f"expected 6 comma-separated fields, got {len(parts)}", path, n)
+    for n, parts in csv_records(lines, 6, path, "expected 6 comma-separated fields, got {got}"):
         rid, death = parts[0].strip(), parts[5].strip()
         if death not in ("0", "1"):
             raise DataFormatError(f"In-hospital_death must be 0 or 1, got {death!r}", path, n)
