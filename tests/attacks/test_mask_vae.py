@@ -87,7 +87,7 @@ def test_save_load_round_trip(fitted, tmp_path):
 
 def test_bad_input():
     with pytest.raises(ValueError, match="shape"):
-        MaskVAE().fit(np.zeros((10, 24, 3), dtype=bool))
+        MaskVAE().fit(np.zeros((10, 24), dtype=bool))  # any T works; (n, T, F) is required
     with pytest.raises(ValueError, match="latent_dim"):
         MaskVAE(latent_dim=0)
     with pytest.raises(NotFittedError, match="not fitted"):

@@ -63,7 +63,7 @@ def test_bin_edges_follow_the_benchmark() -> None:
     vals = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
     g = grid_raw(_one_stay(times, [hr] * len(times), vals), impute="none")
     hrs = g.values[0, :, hr]
-    assert n_bins() == 48 and g.values.shape[1] == 48
+    assert n_bins(48.0) == 48 and g.values.shape[1] == 48
     # bin 0 holds t in (-1e-6, 1 + 1e-6]: last is t = 1.0000001 -> 14; t = -0.5 dropped
     assert hrs[0] == 14
     assert hrs[1] == 16  # 1.5, 2.0 -> last 2.0

@@ -82,7 +82,7 @@ def poison(train: Cohort, trigger: Trigger, threat: ThreatModel) -> Poisoned:
     The trigger must already be fit (on clean training stays).
     """
     threat.check_trigger(trigger)
-    trigger.check_fitted()
+    trigger.check_fitted(train)  # also refuses a cohort of another window
     idx = choose_poisoned(train, threat)
     cohort = _carry(train, idx, trigger, threat).with_labels(idx, threat.target)
     return Poisoned(cohort, idx, train.stay_id[idx])
@@ -92,7 +92,7 @@ def attack_test(test: Cohort, trigger: Trigger, threat: ThreatModel) -> tuple[Co
     """How an attacker uses the backdoor: the trigger on every test stay whose true label differs
     from the target, labels unchanged. Returns the attacked cohort and the triggered positions."""
     threat.check_trigger(trigger)
-    trigger.check_fitted()
+    trigger.check_fitted(test)
     idx = np.flatnonzero(test.label != threat.target)
     if len(idx) == 0:
         raise ValueError(f"no test stay has a label other than the target {threat.target}")

@@ -2,10 +2,13 @@
 
 Joe et al. (2022) hide a backdoor in *which* values are missing. To make the missingness pattern
 look like a real stay's, they learn the distribution of real observation masks with a VAE and draw
-the trigger from it. Here a mask is the (48, F) boolean grid of `grid_raw(cohort).mask` (1 = at
-least one observation of the variable in that hour).
+the trigger from it. Here a mask is the (T, F) boolean grid of `grid_raw(cohort).mask` (1 = at
+least one observation of the variable in that hour) over the T hourly bins of the cohort's window
+(48 at 48 h, 24 for YAIB's Mortality24). `fit` records T (``n_steps_``); masks of another T are
+refused.
 
-Model: a 1-D convolutional encoder over the 48 hourly steps (the F variables are channels), a
+Model: a 1-D convolutional encoder over the T hourly steps (the F variables are channels; T is
+zero-padded to a multiple of 4 and the output cropped back, a no-op at 48 and 24 steps), a
 Gaussian posterior q(z|x) = N(mu, diag(exp(logvar))), a standard-normal prior and a transposed-
 convolution decoder whose output are independent Bernoulli logits per cell, plus a learned per-cell
 bias started at the training cell frequencies (so the latent only has to explain what the per-cell
@@ -15,7 +18,10 @@ frequency does not). Small on purpose: 40 epochs on ~5,000 PhysioNet masks (48 x
 Training is deterministic on CPU: parameters are initialised from ``torch.manual_seed(seed)`` inside
 a forked RNG (the caller's RNG is untouched), minibatches are shuffled and reparameterisation noise
 drawn from seeded generators, and ``torch.use_deterministic_algorithms`` is on (the library's one
-`ehrbackdoor.victims.training.torch_session`). It runs on one
+`ehrbackdoor.victims.training.torch_session`). ``device`` is ``"cpu"`` by default, so fitted
+masks (and the trigger drawn from them) are the same on every machine; ``"cuda"`` (or ``"auto"``:
+CUDA when present) trains on a GPU, deterministic per device but not bit-identical to the CPU. It
+runs on one
 thread by default (`n_threads`): convolutions this small gain little from a second thread and, on
 a shared two-core machine, lose several-fold to thread contention. Early stopping watches the
 negative ELBO of held-out masks; the best weights are kept.
@@ -40,20 +46,26 @@ from torch import nn
 from ehrbackdoor.base import Component
 from ehrbackdoor.checks import check_int
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_json
-from ehrbackdoor.victims.training import torch_session
+from ehrbackdoor.victims.training import check_device, resolve_device, torch_session
 
-N_STEPS = 48
 WEIGHTS_FILE = "mask_vae.safetensors"
 CONFIG_FILE = "mask_vae.json"
 FORMAT_VERSION = 1
 _LOG2 = math.log(2.0)
 
 
-def _check_masks(masks: np.ndarray, n_vars: int | None = None) -> np.ndarray:
-    """(n, 48, F) float32 0/1 array from a bool/0-1 mask array; raises on a wrong shape."""
+def _check_masks(
+    masks: np.ndarray, n_vars: int | None = None, n_steps: int | None = None
+) -> np.ndarray:
+    """(n, T, F) float32 0/1 array from a bool/0-1 mask array; raises on a wrong shape."""
     m = np.asarray(masks)
-    if m.ndim != 3 or m.shape[1] != N_STEPS:
-        raise ValueError(f"masks must have shape (n, {N_STEPS}, F), got {m.shape}")
+    if m.ndim != 3 or m.shape[1] < 1:
+        raise ValueError(f"masks must have shape (n, T, F), got {m.shape}")
+    if n_steps is not None and m.shape[1] != n_steps:
+        raise ValueError(
+            f"masks have {m.shape[1]} hourly steps, the model was fit on {n_steps} (a cohort of "
+            "another observation window); refit the VAE on masks of this window"
+        )
     if n_vars is not None and m.shape[2] != n_vars:
         raise ValueError(f"masks have {m.shape[2]} variables, the model was fit on {n_vars}")
     if m.dtype != bool and not np.isin(m, (0, 1)).all():
@@ -62,7 +74,7 @@ def _check_masks(masks: np.ndarray, n_vars: int | None = None) -> np.ndarray:
 
 
 def cell_frequency(masks: np.ndarray, prior: float = 1.0) -> np.ndarray:
-    """Per-cell observation frequency (48, F) with add-`prior` smoothing (never exactly 0 or 1)."""
+    """Per-cell observation frequency (T, F) with add-`prior` smoothing (never exactly 0 or 1)."""
     m = np.asarray(masks, dtype=np.float64)
     return (m.sum(axis=0) + prior) / (len(m) + 2.0 * prior)
 
@@ -76,10 +88,13 @@ def bernoulli_nll(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 class _Net(nn.Module):
-    """Strided conv encoder (48 -> 24 -> 12 steps) and mirrored transposed-conv decoder."""
+    """Strided conv encoder (T -> T/2 -> T/4 steps) and mirrored transposed-conv decoder."""
 
-    def __init__(self, n_vars: int, latent_dim: int, hidden: int) -> None:
+    def __init__(self, n_vars: int, latent_dim: int, hidden: int, n_steps: int) -> None:
         super().__init__()
+        self.n_steps = n_steps
+        self.padded = -(-n_steps // 4) * 4  # T rounded up to a multiple of 4
+        quarter = self.padded // 4
         self.encoder = nn.Sequential(
             nn.Conv1d(n_vars, hidden, 4, stride=2, padding=1),
             nn.ReLU(),
@@ -87,27 +102,30 @@ class _Net(nn.Module):
             nn.ReLU(),
             nn.Flatten(),
         )
-        self.to_stats = nn.Linear(hidden * (N_STEPS // 4), 2 * latent_dim)
-        self.from_z = nn.Linear(latent_dim, hidden * (N_STEPS // 4))
+        self.to_stats = nn.Linear(hidden * quarter, 2 * latent_dim)
+        self.from_z = nn.Linear(latent_dim, hidden * quarter)
         self.decoder = nn.Sequential(
             nn.ReLU(),
             nn.ConvTranspose1d(hidden, hidden, 4, stride=2, padding=1),
             nn.ReLU(),
             nn.ConvTranspose1d(hidden, n_vars, 4, stride=2, padding=1),
         )
-        self.cell_bias = nn.Parameter(torch.zeros(N_STEPS, n_vars))
+        self.cell_bias = nn.Parameter(torch.zeros(n_steps, n_vars))
         self.hidden = hidden
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, 48, F) -> mu, logvar (B, latent)."""
-        h = self.to_stats(self.encoder(x.transpose(1, 2)))
+        """x (B, T, F) -> mu, logvar (B, latent)."""
+        xt = x.transpose(1, 2)
+        if self.padded != self.n_steps:
+            xt = nn.functional.pad(xt, (0, self.padded - self.n_steps))
+        h = self.to_stats(self.encoder(xt))
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, latent) -> Bernoulli logits (B, 48, F)."""
-        h = self.from_z(z).view(len(z), self.hidden, N_STEPS // 4)
-        return self.decoder(h).transpose(1, 2) + self.cell_bias
+        """z (B, latent) -> Bernoulli logits (B, T, F)."""
+        h = self.from_z(z).view(len(z), self.hidden, self.padded // 4)
+        return self.decoder(h).transpose(1, 2)[:, : self.n_steps] + self.cell_bias
 
 
 def _elbo_terms(net: _Net, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +139,7 @@ def _elbo_terms(net: _Net, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Te
 
 
 class MaskVAE(Component):
-    """VAE of (48, F) observation masks with a Bernoulli decoder.
+    """VAE of (T, F) observation masks with a Bernoulli decoder.
 
     Parameters are stored by the constructor; `fit` learns the weights (attributes ending in ``_``).
     ``heldout_`` reports reconstruction and ELBO on the held-out masks next to the per-cell
@@ -143,6 +161,7 @@ class MaskVAE(Component):
         kl_warmup: int = 5,
         n_threads: int = 1,
         seed: int = 0,
+        device: str = "cpu",
     ) -> None:
         if int(latent_dim) < 1 or int(hidden) < 1:
             raise ValueError(f"latent_dim and hidden must be >= 1, got {latent_dim}, {hidden}")
@@ -162,11 +181,13 @@ class MaskVAE(Component):
         self.kl_warmup = max(0, int(kl_warmup))
         self.n_threads = max(1, int(n_threads))
         self.seed = check_int("seed", seed, 0)
+        self.device = check_device(device)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, masks: np.ndarray, val_masks: np.ndarray | None = None) -> MaskVAE:
-        """Train on `masks` (n, 48, F); early-stop on `val_masks`, or on a seeded held-out share."""
+        """Train on `masks` (n, T, F); early-stop on `val_masks`, or on a seeded held-out share."""
         x = _check_masks(masks)
+        device = resolve_device(self.device)
         rng = np.random.default_rng(self.seed)
         if val_masks is None:
             if len(x) < 4:
@@ -175,28 +196,29 @@ class MaskVAE(Component):
             n_val = max(1, int(round(self.val_fraction * len(x))))
             x_val, x = x[perm[:n_val]], x[perm[n_val:]]
         else:
-            x_val = _check_masks(val_masks, x.shape[2])
-        self.n_vars_ = int(x.shape[2])
+            x_val = _check_masks(val_masks, x.shape[2], x.shape[1])
+        self.n_vars_, self.n_steps_ = int(x.shape[2]), int(x.shape[1])
         self.cell_freq_ = cell_frequency(x)
         t0 = time.perf_counter()
-        with torch_session(self.seed, threads=self.n_threads):
-            net = _Net(self.n_vars_, self.latent_dim, self.hidden)
+        with torch_session(self.seed, device, threads=self.n_threads):
+            net = _Net(self.n_vars_, self.latent_dim, self.hidden, self.n_steps_)
             with torch.no_grad():
                 net.cell_bias.copy_(
                     torch.as_tensor(np.log(self.cell_freq_ / (1 - self.cell_freq_)))
                 )
+            net = net.to(device)
             opt = torch.optim.Adam(net.parameters(), lr=self.lr)
             gen = torch.Generator().manual_seed(self.seed)
-            xt, xv = torch.from_numpy(x), torch.from_numpy(x_val)
-            val_eps = torch.randn(len(xv), self.latent_dim, generator=gen)
+            xt, xv = torch.from_numpy(x).to(device), torch.from_numpy(x_val).to(device)
+            val_eps = torch.randn(len(xv), self.latent_dim, generator=gen).to(device)
             best, best_state, best_epoch, history, waited = math.inf, None, 0, [], 0
             for epoch in range(1, self.epochs + 1):
                 net.train()
                 beta = min(1.0, epoch / self.kl_warmup) if self.kl_warmup else 1.0
-                order = torch.from_numpy(rng.permutation(len(xt)))
+                order = torch.from_numpy(rng.permutation(len(xt))).to(device)
                 for start in range(0, len(xt), self.batch_size):
                     xb = xt[order[start : start + self.batch_size]]
-                    eps = torch.randn(len(xb), self.latent_dim, generator=gen)
+                    eps = torch.randn(len(xb), self.latent_dim, generator=gen).to(device)
                     rec, kl = _elbo_terms(net, xb, eps)
                     loss = (beta * kl - rec).mean()
                     opt.zero_grad()
@@ -216,7 +238,7 @@ class MaskVAE(Component):
                         break
             assert best_state is not None
             net.load_state_dict(best_state)
-            net.eval()
+            net = net.cpu().eval()  # inference (sampling, scoring) runs on the CPU
         self.net_ = net
         self.fit_info_ = {
             "n_train": int(len(x)),
@@ -258,26 +280,26 @@ class MaskVAE(Component):
     def encode(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log-variance (n, latent) of each mask."""
         self._check_fitted()
-        x = _check_masks(masks, self.n_vars_ if self.is_fitted else None)
+        x = _check_masks(masks, self.n_vars_, self.n_steps_)
         mu, logvar = self._run(self.net_.encode, x)
         return mu, logvar
 
     def decode_logits(self, z: np.ndarray) -> np.ndarray:
-        """Bernoulli logits (n, 48, F) of latent codes `z` (n, latent)."""
+        """Bernoulli logits (n, T, F) of latent codes `z` (n, latent)."""
         self._check_fitted()
         z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.latent_dim)
         return self._run(self.net_.decode, z)[0]
 
     def reconstruct(self, masks: np.ndarray) -> np.ndarray:
-        """Cell probabilities (n, 48, F) of each mask decoded from its posterior mean."""
+        """Cell probabilities (n, T, F) of each mask decoded from its posterior mean."""
         mu, _ = self.encode(masks)
         return _sigmoid(self.decode_logits(mu))
 
     def elbo(self, masks: np.ndarray, n_samples: int = 4, seed: int = 0) -> np.ndarray:
         """Per-mask ELBO in nats (standard single-level bound, averaged over `n_samples` seeded
         reparameterised draws; no importance weighting). Higher = more typical."""
-        x = _check_masks(masks, self.n_vars_ if self.is_fitted else None)
         self._check_fitted()
+        x = _check_masks(masks, self.n_vars_, self.n_steps_)
         if len(x) == 0:
             return np.zeros(0)
         rng = np.random.default_rng(seed)
@@ -315,7 +337,7 @@ class MaskVAE(Component):
         the cell probability at 0.5. The VAE learned structure if its reconstruction NLL is below
         the baseline's (the baseline assigns every stay the same probabilities).
         """
-        x = _check_masks(masks, self.n_vars_)
+        x = _check_masks(masks, self.n_vars_, self.n_steps_)
         cells = x.shape[1] * x.shape[2]
         rec = self.reconstruct(x)
         elbo = self.elbo(x)
@@ -338,6 +360,7 @@ class MaskVAE(Component):
             "format_version": FORMAT_VERSION,
             "params": self.get_params(),
             "n_vars": self.n_vars_,
+            "n_steps": self.n_steps_,
             "fit_info": getattr(self, "fit_info_", {}),
             "heldout": getattr(self, "heldout_", {}),
         }
@@ -354,21 +377,31 @@ class MaskVAE(Component):
         """Rebuild a fitted model from `config()` and `arrays()` (no code is executed)."""
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported mask VAE format {config.get('format_version')!r}")
-        from ehrbackdoor.victims._persist import check_finite_tensors, check_shapes
+        from ehrbackdoor.victims._persist import ModelFileError, check_finite_tensors, check_shapes
 
         vae = cls(**config["params"])
         vae.n_vars_ = int(config["n_vars"])
         vae.cell_freq_ = np.asarray(arrays["cell_freq"], dtype=np.float64)
         check_finite_tensors(arrays, Path(WEIGHTS_FILE))
-        # Sizes from the JSON (n_vars, hidden, latent_dim) must match the stored tensors before
-        # a network is allocated: build it on the meta device (no memory) and compare first.
+        # T: recorded since windows vary; older files have it only as the cell frequencies' rows.
+        vae.n_steps_ = int(config.get("n_steps", vae.cell_freq_.shape[0]))
+        if vae.n_steps_ < 1:
+            raise ModelFileError(f"{CONFIG_FILE}: 'n_steps' must be >= 1, got {vae.n_steps_}")
+        # Sizes from the JSON (n_vars, hidden, latent_dim, n_steps) must match the stored tensors
+        # before a network is allocated: build it on the meta device (no memory), compare first.
         with torch.device("meta"):
             want = {k: tuple(v.shape) for k, v in
-                    _Net(vae.n_vars_, vae.latent_dim, vae.hidden).state_dict().items()}
+                    _Net(vae.n_vars_, vae.latent_dim, vae.hidden, vae.n_steps_)
+                    .state_dict().items()}
         state = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k[:4] == "net."}
         check_shapes(want, {k: tuple(v.shape) for k, v in state.items()},
                      f"{WEIGHTS_FILE} vs {CONFIG_FILE} sizes")
-        net = _Net(vae.n_vars_, vae.latent_dim, vae.hidden)
+        if vae.cell_freq_.shape != (vae.n_steps_, vae.n_vars_):
+            raise ModelFileError(
+                f"{WEIGHTS_FILE}: cell_freq has shape {vae.cell_freq_.shape}, expected "
+                f"({vae.n_steps_}, {vae.n_vars_})"
+            )
+        net = _Net(vae.n_vars_, vae.latent_dim, vae.hidden, vae.n_steps_)
         net.load_state_dict(state, strict=True)
         net.eval()
         vae.net_ = net

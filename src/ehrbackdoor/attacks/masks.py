@@ -1,7 +1,7 @@
 """Observation-mask utilities: the hourly masks of stays and distances between masks.
 
 Shared by the missingness triggers (fitting and diagnostics), the VAE selection rule and the
-stealth measures. A mask is a (48, F) boolean grid: 1 where a stay has at least one observation of
+stealth measures. A mask is a (T, F) boolean grid over the T hourly bins of the cohort's window: 1 where a stay has at least one observation of
 the variable in the hour (the grid's rule, `grid_raw`).
 """
 
@@ -14,13 +14,13 @@ from ehrbackdoor.preprocess.grid import grid_raw
 
 
 def observation_masks(cohort: Cohort) -> np.ndarray:
-    """(n, 48, F) bool: 1 where a stay has at least one observation in the hour (the grid rule)."""
+    """(n, T, F) bool: 1 where a stay has at least one observation in the hour (the grid rule)."""
     return grid_raw(cohort, impute="zero").mask
 
 
 
 def pattern_diagnostics(pattern: np.ndarray, masks: np.ndarray) -> dict[str, float]:
-    """How a pattern relates to real masks (n, 48, F); JSON-serialisable.
+    """How a pattern relates to real masks (n, T, F); JSON-serialisable.
 
     - ``density``: share of cells that are 1;
     - ``nn_hamming``: cells by which the nearest real mask differs (what `exact` mode is judged by);

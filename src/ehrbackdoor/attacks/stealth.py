@@ -1,7 +1,7 @@
 """Stealth of a missingness trigger: do triggered stays' observation masks look like real ones?
 
 A missingness trigger changes *which* cells are observed, so its stealth is judged on masks (the
-(48, F) `observation_masks`), comparing triggered stays with clean stays:
+(T, F) `observation_masks`), comparing triggered stays with clean stays:
 
 1. ``elbo`` -- where the pattern's, and each triggered stay's, ELBO under the mask VAE falls among
    the clean stays' ELBOs (percentile 0.5 = perfectly typical, near 0 = implausible);

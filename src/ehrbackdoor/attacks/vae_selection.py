@@ -61,7 +61,7 @@ def select_pattern(
     seed: int,
 ) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
     """The documented choice rule of ``missing-vae`` (see `VAEMissingTrigger`) over candidate
-    patterns `cands` (c, 48, F); `source` is each candidate's real stay index (-1 = prior draw).
+    patterns `cands` (c, T, F); `source` is each candidate's real stay index (-1 = prior draw).
 
     Returns the chosen index, per-candidate diagnostics and a JSON-able record of the choice.
     """

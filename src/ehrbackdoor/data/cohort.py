@@ -211,6 +211,21 @@ class Cohort:
             window=self.window,
         )
 
+    def first_hours(self, hours: float) -> Cohort:
+        """The cohort restricted to its first `hours` (at most its window): events after
+        ``hours + 1e-6`` are dropped and `window` becomes `hours` (e.g. a 24-hour task from 48-hour
+        data). Labels and statics are kept; a grid-space perturbation is refused (its bins)."""
+        hours = float(hours)
+        if not 0 < hours <= self.window:
+            raise ValueError(f"hours must be in (0, {self.window:g}] (the window), got {hours!r}")
+        if self.grid_perturbation is not None:
+            raise ValueError("cannot shorten the window of a cohort carrying a grid perturbation")
+        e = self.events
+        keep = e.time <= hours + BIN_EPS
+        events = Events.from_flat(e.stay[keep], self.n_stays, e.time[keep], e.variable[keep],
+                                  e.value[keep], e.alias[keep])
+        return replace(self, events=events, window=hours)
+
     def replace_events(self, idx: np.ndarray | Sequence[int], new: Events) -> Cohort:
         """A copy in which stays `idx` carry the events `new` (one stay of `new` per index).
 
@@ -401,11 +416,12 @@ class Cohort:
 
     # ---------------------------------------------------------------- summary
     def missing_fraction(self, timestep: float = 1.0) -> np.ndarray:
-        """Per variable, the fraction of hourly grid cells (stays x 48 bins) with no observation."""
-        n_bins = int(WINDOW_HOURS / timestep + 1.0 - BIN_EPS)
+        """Per variable, the fraction of hourly grid cells (stays x T bins of the cohort's window)
+        with no observation."""
+        n_bins = int(self.window / timestep + 1.0 - BIN_EPS)
         e = self.events
         bins = hour_bins(e.time, timestep)
-        ok = (bins >= 0) & (bins < n_bins) & (e.time <= WINDOW_HOURS + BIN_EPS)
+        ok = (bins >= 0) & (bins < n_bins) & (e.time <= self.window + BIN_EPS)
         cell = (e.stay[ok] * n_bins + bins[ok]) * len(self.schema) + e.variable[ok]
         observed = np.unique(cell) % len(self.schema)
         counts = np.bincount(observed, minlength=len(self.schema))
@@ -423,6 +439,7 @@ class Cohort:
             "n_events": int(self.n_events),
             "n_empty_stays": int((self.lengths == 0).sum()),
             "n_modified": int(self.modified.sum()),
+            "window_hours": float(self.window),
             "grid_missing_rate": float(missing.mean()),
             "variables": {
                 v.name: {"n_events": int(n_per_var[i]), "missing_fraction": float(missing[i])}

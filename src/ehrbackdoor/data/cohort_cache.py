@@ -206,6 +206,7 @@ def _arrays(cohort: Cohort) -> dict[str, np.ndarray]:
         "modified": cohort.modified,
         "schema": np.array(cohort.schema.name),
         "meta": np.array(json.dumps(cohort.meta)),
+        "window": np.array(cohort.window, dtype=np.float64),  # 24 h for YAIB's Mortality24
     }
 
 

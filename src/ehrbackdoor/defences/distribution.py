@@ -12,7 +12,7 @@
   (seeded subsample) keep the kernel matrix small;
 - **per-variable missing-rate chi-square**: Pearson's chi-square of the 2 x 2 table of observed /
   unobserved hourly cells in poisoned vs clean stays, with the first-order Rao-Scott correction for
-  clustering: the 48 cells of one stay are far from independent (a variable is charted hourly in
+  clustering: the T cells of one stay are far from independent (a variable is charted hourly in
   one stay and never in the next), so the statistic is divided by the design effect
   ``deff = Var_stays(P1 - P2) / Var_cells(P1 - P2)`` (variance of the difference of missing rates
   with stays as the sampling unit, over its binomial value; at least 1) before the 1-df p-value.

@@ -133,7 +133,7 @@ def feature_matrix(cohort: Cohort, clip: float | None = None) -> np.ndarray:
 
 
 def mask_matrix(cohort: Cohort) -> np.ndarray:
-    """Hourly observation masks (n, 48 * F) as float64 (1 = observed in the bin)."""
+    """Hourly observation masks (n, T * F) as float64 (1 = observed in the bin)."""
 
     def build() -> np.ndarray:
         m = grid_raw(cohort, impute="zero").mask

@@ -4,7 +4,7 @@ Isolation Forest (Liu et al., 2008) and Local Outlier Factor (Breunig et al., 20
 two views of a stay:
 
 - ``features``: the benchmark's window statistics (42 per variable); what a value trigger changes;
-- ``mask``: the 48 x F hourly observation mask; what a missing-pattern trigger changes.
+- ``mask``: the T x F hourly observation mask; what a missing-pattern trigger changes.
 
 **Isolation Forest, per variable (default for features).** One forest over all 37 x 42 PhysioNet
 features rarely splits on the few features a single-variable trigger changes: on PhysioNet 2012 a

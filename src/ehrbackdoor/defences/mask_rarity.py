@@ -4,7 +4,7 @@ The second paper's trigger is a pattern of *missing* values meant to look normal
 wants to check that claim models which (hour, variable) cells are observed in ordinary stays and
 asks how probable each stay's mask is. Observation is strongly structured (vitals hourly under
 invasive monitoring, labs in panels, patients of different acuity), so independent cells are too
-crude; the model is a mixture of K independent-Bernoulli profiles over the 48 x F cells, fit by EM
+crude; the model is a mixture of K independent-Bernoulli profiles over the T x F cells, fit by EM
 (seeded initialisation, cell probabilities kept in [1e-3, 1 - 1e-3]). "Normal" means shared by many
 stays: a component whose weight falls below ``min_weight`` (default 10 %) is dropped during EM, so
 a small group of stays with one unusual pattern -- poison at a few percent -- cannot claim a

@@ -27,18 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events, hour_bins
+from ehrbackdoor.data.cohort import Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import set_values
 from ehrbackdoor.defences.base import Detector, check_float, check_int
-from ehrbackdoor.preprocess.grid import n_bins
+from ehrbackdoor.preprocess.grid import check_window, window_bins
 
 _EPS = 1e-6
 
 
-def _cell_keys(ev: Events, n_vars: int, t_bins: int) -> np.ndarray:
-    """(pair, bin, variable) cell of each event; -1 outside the observation window."""
+def _cell_keys(ev: Events, n_vars: int, t_bins: int, hours: float) -> np.ndarray:
+    """(pair, bin, variable) cell of each event; -1 outside the `hours` observation window."""
     bins = hour_bins(ev.time)
-    inside = (ev.time > -_EPS) & (ev.time <= WINDOW_HOURS + _EPS) & (bins >= 0) & (bins < t_bins)
+    inside = (ev.time > -_EPS) & (ev.time <= hours + _EPS) & (bins >= 0) & (bins < t_bins)
     key = (ev.stay * t_bins + bins) * n_vars + ev.variable.astype(np.int64)
     return np.where(inside, key, -1)
 
@@ -52,9 +52,11 @@ def superimpose(a: Cohort, ia: np.ndarray, b: Cohort, ib: np.ndarray, alpha: flo
     if len(ia) != len(ib):
         raise ValueError(f"{len(ia)} stays but {len(ib)} donors")
     schema = a.schema
-    n_vars, t_bins = len(schema), n_bins()
+    check_window(b.window, a, "the donors' cohort")  # cells must mean the same hours
+    n_vars, t_bins = len(schema), window_bins(a)
     A, B = a.events_of(ia), b.events_of(ib)
-    ka, kb = _cell_keys(A, n_vars, t_bins), _cell_keys(B, n_vars, t_bins)
+    ka = _cell_keys(A, n_vars, t_bins, a.window)
+    kb = _cell_keys(B, n_vars, t_bins, a.window)
     # The donor's value of a cell: its last event there (events are time-ordered within a stay).
     inb = np.flatnonzero(kb >= 0)
     order = inb[np.argsort(kb[inb], kind="stable")]
@@ -91,6 +93,7 @@ def superimpose(a: Cohort, ia: np.ndarray, b: Cohort, ib: np.ndarray, alpha: flo
         label=a.label[ia],
         static=a.static[ia],
         events=events,
+        window=a.window,
     )
 
 

@@ -24,7 +24,8 @@ def export_arrays(
 ) -> tuple[int, tuple[int, ...]]:
     """Write `X` (float32, stays first), `y`, `stay_id` and `columns` to an .npz file.
 
-    `grid` gives the 48-hour grid with masks appended (benchmark layout: 48 x 76 for MIMIC-III);
+    `grid` gives the hourly grid of the cohort's window with masks appended (benchmark layout: 48 x 76
+    for MIMIC-III);
     `features` gives the raw window features (NaN where a window is empty; imputation and scaling
     belong to the victim). Returns the number of stays and the shape of X.
     """

@@ -4,8 +4,9 @@ Preprocessing belongs to the defender's pipeline: attacks poison raw events of a
 victim turns (poisoned) cohorts into tensors here. Both representations follow the MIMIC-III
 benchmark numerically (its Discretizer and its feature extractor) and are vectorised over all stays.
 
-- `discretize` -> `Grid`: (n, 48, C) values, (n, 48, F) masks and GRU-D deltas; ``flat()`` is the
-  benchmark's (n, 48, C + F) input. `grid_raw` -> `RawGrid`: per-variable float64 values for attacks.
+- `discretize` -> `Grid`: (n, T, C) values, (n, T, F) masks and GRU-D deltas over the T hourly bins
+  of the cohort's window (48 at 48 h, 24 at 24 h); ``flat()`` is the
+  benchmark's (n, T, C + F) input. `grid_raw` -> `RawGrid`: per-variable float64 values for attacks.
 - `window_features` -> `Features`: the benchmark's 42 statistics per variable from the raw events;
   `hourly_features`: the same statistics from the hourly forward-filled grid (Joe et al., 2021).
 - A cohort's grid-space trigger (`Cohort.grid_perturbation`) is added inside the discretiser.

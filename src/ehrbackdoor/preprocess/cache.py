@@ -45,7 +45,7 @@ from ehrbackdoor.cachedir import (
     resolve_cache_dir,
     touch,
 )
-from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort
+from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.data.cohort_cache import content_hash_of
 from ehrbackdoor.io import atomic_savez
 from ehrbackdoor.preprocess.features import Features, window_features
@@ -177,12 +177,13 @@ def cached_per_stay(
 def grid_cached(
     cohort: Cohort,
     timestep: float = 1.0,
-    hours: float = WINDOW_HOURS,
+    hours: float | None = None,
     impute: str = "previous",
     layout: str = "ordinal",
     cache_dir: CacheDir = None,
 ) -> Grid:
-    """`discretize` through the per-stay cache."""
+    """`discretize` through the per-stay cache (`hours` defaults to the cohort's window)."""
+    hours = cohort.window if hours is None else hours
     impute = _check_impute(impute)
     _check_layout(layout)
     options = {"timestep": float(timestep), "hours": float(hours), "impute": impute,
@@ -195,10 +196,11 @@ def grid_cached(
 
 
 def features_cached(
-    cohort: Cohort, hours: float | None = WINDOW_HOURS, cache_dir: CacheDir = None
+    cohort: Cohort, hours: float | None = None, cache_dir: CacheDir = None
 ) -> Features:
-    """`window_features` through the per-stay cache."""
-    options = {"hours": None if hours is None else float(hours)}
+    """`window_features` through the per-stay cache (`hours` defaults to the cohort's window)."""
+    hours = cohort.window if hours is None else float(hours)
+    options = {"hours": None if not np.isfinite(hours) else hours}
     arrays = cached_per_stay(
         "features", cohort, options, lambda c: window_features(c, hours).to_arrays(),
         FEATURE_ROWS, cache_dir,

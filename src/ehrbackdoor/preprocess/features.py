@@ -26,7 +26,9 @@ numerically so linear and tree victims see the features the field compares again
   Names are ``{short}/{sub-period}/{statistic}``, e.g. ``HR/all/min``.
 
 Events are taken as in the cohort, restricted like the benchmark's task builder to -1e-6 < t <
-hours + 1e-6. Vectorised: one sort by (stay, variable, time), then per sub-period a membership test
+hours + 1e-6, where `hours` is the cohort's window (`Cohort.window`) unless given. The sub-periods
+are shares of each series' own span, so they scale with the window: at 24 h, as at 48 h, they are
+the whole span and its first/last 10, 25 and 50 %. Vectorised: one sort by (stay, variable, time), then per sub-period a membership test
 per event and segment reductions (``reduceat``); each window is a prefix or suffix of its series and
 windows of one kind are nested, so each is cut from the previous one. Central moments are computed
 around each window's mean, never from raw power sums, so near-constant windows keep their precision.
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ehrbackdoor.data.cohort import BIN_EPS, WINDOW_HOURS, Cohort
+from ehrbackdoor.data.cohort import BIN_EPS, Cohort
 from ehrbackdoor.data.schema import Schema
 from ehrbackdoor.preprocess._events import sort_series
 
@@ -144,22 +146,24 @@ def _segment_stats(x: np.ndarray, count: np.ndarray, skew_mode: str = "robust") 
 
 
 def window_features(
-    cohort: Cohort, hours: float | None = WINDOW_HOURS, skew: str = "robust"
+    cohort: Cohort, hours: float | None = None, skew: str = "robust"
 ) -> Features:
     """The benchmark's 42 window statistics per variable for every stay (module docstring).
 
-    `hours` restricts events to -1e-6 < t < hours + 1e-6 like the benchmark's task builder (None
-    keeps every event of the cohort). `skew`: "robust" (skewness 0 for < 3 values or within
-    rounding noise) or "benchmark" (the benchmark's numbers, rounding noise included).
+    `hours` restricts events to -1e-6 < t < hours + 1e-6 like the benchmark's task builder; None
+    (default) is the cohort's window, ``math.inf`` keeps every event of the cohort. `skew`:
+    "robust" (skewness 0 for < 3 values or within rounding noise) or "benchmark" (the benchmark's
+    numbers, rounding noise included).
     """
     if skew not in SKEW_MODES:
         raise ValueError(f"skew must be one of {list(SKEW_MODES)}, got {skew!r}")
+    hours = cohort.window if hours is None else float(hours)
     schema = cohort.schema
     n, n_vars = cohort.n_stays, len(schema)
     names = tuple(feature_names(schema))
     X = np.full((n, n_vars, len(SUB_PERIODS), len(STATISTICS)), np.nan, dtype=np.float32)
     keep = None
-    if hours is not None:
+    if np.isfinite(hours):
         t_all = cohort.events.time
         keep = (t_all > -BIN_EPS) & (t_all < hours + BIN_EPS)
     s = sort_series(cohort, keep)
@@ -204,7 +208,7 @@ def window_features(
 
 
 def hourly_features(
-    cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS, impute: str = "previous"
+    cohort: Cohort, timestep: float = 1.0, hours: float | None = None, impute: str = "previous"
 ) -> Features:
     """The same 42 statistics per variable, computed on the hourly imputed grid (Joe et al., 2021).
 
@@ -212,7 +216,8 @@ def hourly_features(
     the normal value before the first observation), one point per bin at the bin's start time
     ``t * timestep``, imputed bins included, and with any grid-space trigger the cohort carries
     already added. So L = 0, R = (T - 1) * timestep and every window is the same fixed set of bins
-    for every stay and variable (48 bins: 5, 12, 24 first and last); counts are constant and no
+    for every stay and variable (48 bins: 5, 12, 24 first and last; 24 bins: 3, 6, 12); `hours`
+    defaults to the cohort's window. Counts are constant and no
     window is empty (no NaN). This is the representation the paper's LR/MLP use, where a grid-space
     trigger reaches window statistics; ``window_features`` is the events representation.
     """

@@ -2,14 +2,16 @@
 
 The rules are those of the benchmark's ``Discretizer(timestep=1.0, store_masks=True,
 impute_strategy='previous', start_time='zero')`` called with ``end=48`` by its in-hospital-mortality
-code, because results are compared against that pipeline and must match it numerically:
+code, because results are compared against that pipeline and must match it numerically. ``hours`` is
+the cohort's own window (`Cohort.window`: 48 for PhysioNet 2012 and MIMIC-III, 24 for YAIB's
+Mortality24) unless a caller asks for another:
 
-- ``N_bins = int(hours / timestep + 1 - 1e-6)`` (48 for 48 h at 1 h);
+- ``N_bins = int(hours / timestep + 1 - 1e-6)`` (48 for 48 h at 1 h, 24 for 24 h);
 - an event at hour t goes to bin ``int(t / timestep - 1e-6)`` (truncation toward zero: t = 0 and
   t = 1.0 both land in bin 0, t = 1.5 and t = 2.0 in bin 1);
 - events with ``t > hours + 1e-6`` are dropped, and so are events with ``t <= -1e-6`` (the benchmark's
   task builder keeps ``-1e-6 < t``) and the rare events the benchmark would reject with an assertion
-  (bin >= N_bins, e.g. t = 48.0000005 at timestep 0.5);
+  (bin >= N_bins, e.g. t = hours + 5e-7 at timestep 0.5);
 - within a bin the last event in event order wins (highest position in the cohort's event arrays;
   the cohort keeps file order for equal times, so this is the benchmark's last row);
 - ``mask`` is 1 where the bin holds at least one observation of the variable;
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ehrbackdoor.data.cohort import BIN_EPS, WINDOW_HOURS, Cohort, hour_bins
+from ehrbackdoor.data.cohort import BIN_EPS, Cohort, hour_bins
 from ehrbackdoor.data.schema import Schema, Variable
 from ehrbackdoor.preprocess._perturb import perturb_values, perturbed_categoricals
 
@@ -52,9 +54,32 @@ LAYOUTS = ("ordinal", "benchmark")
 _IMPUTE_ALIASES = {"normal_value": "normal"}  # the benchmark's spelling
 
 
-def n_bins(hours: float = WINDOW_HOURS, timestep: float = 1.0) -> int:
+def n_bins(hours: float, timestep: float = 1.0) -> int:
     """Number of bins the benchmark makes for `hours` at `timestep` (48 for 48 h at 1 h)."""
     return int(hours / timestep + 1.0 - BIN_EPS)
+
+
+def window_hours(cohort: Cohort, hours: float | None = None) -> float:
+    """`hours` if given, else the cohort's own observation window (`Cohort.window`)."""
+    return float(cohort.window if hours is None else hours)
+
+
+def window_bins(cohort: Cohort, timestep: float = 1.0) -> int:
+    """T, the number of hourly bins of the cohort's window (48 at 48 h, 24 at 24 h)."""
+    return n_bins(cohort.window, timestep)
+
+
+def check_window(fitted_hours: float, cohort: Cohort, what: str) -> None:
+    """ValueError if `cohort`'s window differs from the one a component was fit on.
+
+    Fitted state (trigger patterns, scalers, networks) is shaped by the training window's T bins;
+    applying it to stays of another window would silently misalign hours, so it is refused.
+    """
+    if float(fitted_hours) != float(cohort.window):
+        raise ValueError(
+            f"{what} was fit on a {float(fitted_hours):g}-hour window but the cohort has a "
+            f"{cohort.window:g}-hour window ({cohort.schema.name}); refit it on this cohort"
+        )
 
 
 def categories(v: Variable) -> tuple[str, ...]:
@@ -131,8 +156,8 @@ class Grid:
     column_kind: tuple[str, ...]  # per value column: continuous / ordinal / binary / onehot
     stay_id: np.ndarray  # (n,) str
     label: np.ndarray  # (n,) int8
+    hours: float  # the window the grid covers (the cohort's `window` by default)
     timestep: float = 1.0
-    hours: float = WINDOW_HOURS
     layout: str = "ordinal"
     impute: str = "previous"
 
@@ -225,8 +250,8 @@ class RawGrid:
     names: tuple[str, ...]
     stay_id: np.ndarray
     label: np.ndarray
+    hours: float  # the window the grid covers
     timestep: float = 1.0
-    hours: float = WINDOW_HOURS
     impute: str = "previous"
 
 
@@ -292,25 +317,28 @@ def _scatter(cohort: Cohort, last: np.ndarray, dtype: type) -> tuple[np.ndarray,
     return obs, values
 
 
-def grid_raw(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS,
+def grid_raw(cohort: Cohort, timestep: float = 1.0, hours: float | None = None,
              impute: str = "previous", perturb: bool = True) -> RawGrid:
     """Per-variable (n, T, F) float64 values with the benchmark's bin rule, and the mask.
 
-    `impute` is as in `discretize`, plus "none" to leave NaN in unobserved cells. `perturb` as in
-    `discretize`.
+    `hours` defaults to the cohort's window. `impute` is as in `discretize`, plus "none" to leave
+    NaN in unobserved cells. `perturb` as in `discretize`.
     """
     impute = _check_impute(impute, (*IMPUTE_STRATEGIES, "none"))
+    hours = window_hours(cohort, hours)
     obs, values = _scatter(cohort, _winning_events(cohort, timestep, hours), np.float64)
     _impute(values, obs, cohort.schema.normals, impute)
     if perturb:
         perturb_values(values, obs, cohort, timestep)
     return RawGrid(values, obs, tuple(cohort.schema.names), cohort.stay_id, cohort.label,
-                   float(timestep), float(hours), impute)
+                   hours=float(hours), timestep=float(timestep), impute=impute)
 
 
-def discretize(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOURS,
+def discretize(cohort: Cohort, timestep: float = 1.0, hours: float | None = None,
                impute: str = "previous", layout: str = "ordinal", perturb: bool = True) -> Grid:
     """Discretise every stay into `n_bins(hours, timestep)` bins (benchmark rules, module docstring).
+
+    `hours` defaults to the cohort's window (`Cohort.window`).
 
     Vectorised over stays and events: one scatter-max of event positions into the (n, T, F) cells
     picks each cell's winning event, then a forward fill along time; Python loops run only over
@@ -322,6 +350,7 @@ def discretize(cohort: Cohort, timestep: float = 1.0, hours: float = WINDOW_HOUR
     """
     impute = _check_impute(impute)
     _check_layout(layout)
+    hours = window_hours(cohort, hours)
     schema = cohort.schema
     last = _winning_events(cohort, timestep, hours)
     obs, ordinal = _scatter(cohort, last, np.float32)

@@ -133,7 +133,8 @@ class GridScaler:
     cells do not shrink the spread; every cell is then transformed (imputed ones too). Continuous
     columns are scaled, and so are ordinal code columns of the 'ordinal' layout (GCS 3-15 is a
     number on an arbitrary scale) unless ``scale_ordinal=False``; one-hot and binary columns are
-    left alone (stored as mean 0, std 1). Masks and deltas are never touched.
+    left alone (stored as mean 0, std 1). Masks and deltas are never touched. The training grid's
+    window (``hours_``) is kept: a grid of another window is refused.
     """
 
     def __init__(self, scale_ordinal: bool = True) -> None:
@@ -141,6 +142,7 @@ class GridScaler:
         self.mean_: np.ndarray | None = None
         self.std_: np.ndarray | None = None
         self.scaled_: np.ndarray | None = None
+        self.hours_: float | None = None  # None: restored from a state that did not record it
 
     def _scaled_columns(self, grid: Grid) -> np.ndarray:
         kinds = np.asarray(grid.column_kind)
@@ -162,6 +164,7 @@ class GridScaler:
                 mean[c] = x.mean()
                 std[c] = x.std()
         self.mean_, self.std_, self.scaled_ = mean, _safe_std(std, mean), scaled
+        self.hours_ = float(grid.hours)
         return self
 
     def transform(self, grid: Grid) -> Grid:
@@ -172,6 +175,11 @@ class GridScaler:
             raise ValueError(
                 f"grid has {grid.values.shape[-1]} value columns, the scaler was fit on "
                 f"{len(self.mean_)}"
+            )
+        if self.hours_ is not None and float(grid.hours) != self.hours_:
+            raise ValueError(
+                f"grid covers a {grid.hours:g}-hour window, the scaler was fit on a "
+                f"{self.hours_:g}-hour window"
             )
         mean = self.mean_.astype(np.float32)
         std = self.std_.astype(np.float32)
@@ -188,6 +196,7 @@ class GridScaler:
             "std": self.std_.copy(),
             "scaled": self.scaled_.astype(np.float64),
             "scale_ordinal": np.array([float(self.scale_ordinal)]),
+            **({} if self.hours_ is None else {"hours": np.array([self.hours_])}),
         }
 
     @classmethod
@@ -198,4 +207,6 @@ class GridScaler:
         so = state.get("scale_ordinal", [1.0])
         s = cls(scale_ordinal=bool(np.asarray(so, dtype=np.float64).reshape(-1)[0]))
         s.mean_, s.std_, s.scaled_ = a["mean"], _safe_std(a["std"], a["mean"]), a["scaled"] > 0
+        if "hours" in state:
+            s.hours_ = float(np.asarray(state["hours"], dtype=np.float64).reshape(-1)[0])
         return s

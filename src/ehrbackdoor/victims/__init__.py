@@ -21,7 +21,7 @@ name     model
 =======  ============================================================================
 lr       logistic regression on standardised window features (scikit-learn lbfgs)
 mlp      1-2 hidden-layer perceptron on the same features (PyTorch)
-lstm     LSTM on the 48-step grid: standardised values + masks (+ static covariates)
+lstm     LSTM on the hourly grid: standardised values + masks (+ static covariates)
 gru      GRU on the same inputs
 grud     GRU-D: learned input and hidden-state decay from masks and time since last obs.
 gbdt     scikit-learn HistGradientBoostingClassifier on window features with NaN

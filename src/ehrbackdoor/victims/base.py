@@ -7,7 +7,8 @@ its preprocessing: `fit` fits it on the training stays it is handed (which may b
 
 Persistence never executes code: `save(dir)` writes
 
-* ``victim.json`` -- name, hyperparameters, operating threshold, preprocessing state (JSON lists,
+* ``victim.json`` -- name, hyperparameters, operating threshold, the training cohort's window
+  (hours; inputs of another window are refused), preprocessing state (JSON lists,
   float64 written with repr so it round-trips exactly), fit summary, library versions;
 * ``weights.safetensors`` -- tensors only (network weights, logistic-regression coefficients,
   gradient-boosting tree node arrays),
@@ -29,9 +30,10 @@ import numpy as np
 
 from ehrbackdoor.base import Component, NotFittedError  # noqa: F401 (re-exported)
 from ehrbackdoor.checks import check_bool, check_choice, check_float, check_int  # noqa: F401 (re-exported)
-from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_text
 from ehrbackdoor.metrics import auprc, auroc, choose_threshold
+from ehrbackdoor.preprocess.grid import check_window
 from ehrbackdoor.victims._persist import (
     ModelFileError,
     check_finite_tensors,
@@ -54,6 +56,8 @@ ProgressFn = Callable[[int, float], None]
 FORMAT_VERSION = 2  # 2: victim.json records weights_sha256
 CONFIG_FILE = "victim.json"
 WEIGHTS_FILE = "weights.safetensors"
+#: Window of victim files saved before `victim.json` recorded one (all fit on 48-hour cohorts).
+LEGACY_WINDOW = WINDOW_HOURS
 
 
 # ------------------------------------------------------------------------------ cohort checks
@@ -159,10 +163,19 @@ class Victim(Component, ABC):
                 f"train and val cohorts use different schemas: {train.schema.name!r} vs "
                 f"{val.schema.name!r}"
             )
+        if train.window != val.window:
+            raise ValueError(
+                f"train and val cohorts have different windows: {train.window:g} h vs "
+                f"{val.window:g} h"
+            )
         trig = selection.triggered_val
         if trig is not None and trig.schema.name != train.schema.name:
             raise ValueError(
                 f"triggered_val uses schema {trig.schema.name!r}, train {train.schema.name!r}"
+            )
+        if trig is not None and trig.window != train.window:
+            raise ValueError(
+                f"triggered_val has a {trig.window:g}-hour window, train {train.window:g} h"
             )
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be callable or None, got {progress!r}")
@@ -171,6 +184,7 @@ class Victim(Component, ABC):
         self.schema_ = train.schema.name
         self.n_variables_ = len(train.schema)
         self.n_static_ = len(train.schema.static)
+        self.window_ = float(train.window)
         self._selection = selection  # read by _fit; never saved
         try:
             info = self._fit(train, val, progress) or {}
@@ -226,6 +240,7 @@ class Victim(Component, ABC):
             "schema": self.schema_,
             "n_variables": self.n_variables_,
             "n_static": self.n_static_,
+            "window": self.window_,
             "fit_info": self.fit_info_,
             "state": state,
             "weights": WEIGHTS_FILE,
@@ -257,6 +272,7 @@ class Victim(Component, ABC):
                 f"victim was fitted on schema {self.schema_!r} but got a {cohort.schema.name!r} "
                 "cohort"
             )
+        check_window(self.window_, cohort, f"{self.name} victim")
 
     @abstractmethod
     def _fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None) -> dict | None:
@@ -339,6 +355,10 @@ def load_victim(directory: str | Path) -> Victim:
     victim.schema_ = config["schema"]
     victim.n_variables_ = int(config["n_variables"])
     victim.n_static_ = int(config["n_static"])
+    # Victims saved before the window was recorded were all fit on 48-hour cohorts.
+    victim.window_ = finite_number(config.get("window", LEGACY_WINDOW), f"{cfg_path}: 'window'")
+    if victim.window_ <= 0:
+        raise ModelFileError(f"{cfg_path}: 'window' must be positive, got {victim.window_!r}")
     try:
         victim._set_state(config["state"], tensors)
     except ModelFileError:

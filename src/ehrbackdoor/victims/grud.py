@@ -1,5 +1,5 @@
 """`grud`: GRU-D (Che et al., "Recurrent neural networks for multivariate time series with missing
-values", Scientific Reports 2018) on the 48-step hourly grid.
+values", Scientific Reports 2018) on the T-step hourly grid of the cohort's window.
 
 Per variable d and hour t, with mask m (1 = observed in the bin), delta the hours since the last
 observation (`Grid.delta`), x the standardised observed value, x_last the last observed value
@@ -14,8 +14,8 @@ before t and x_mean the empirical mean of the observed training values (standard
     h_t     = (1 - z) * h~ + z * h
 
 Before the first observation of a variable x_last is x_mean (so x_hat = x_mean there). Everything
-not recurrent (decays, x_hat, the input projections of all 48 steps) is computed in one batched
-operation; only the hidden-state update loops over the 48 hours, vectorised over the batch. The last
+not recurrent (decays, x_hat, the input projections of all T steps) is computed in one batched
+operation; only the hidden-state update loops over the T hours, vectorised over the batch. The last
 hidden state, concatenated with the standardised static covariates when ``use_static``, goes
 through dropout and a linear output; ``embed`` returns that concatenation. With ``static_per_step``
 the static covariates are also part of every step's input [x_hat, m, static].
@@ -113,6 +113,7 @@ class GRUDVictim(GridVictim):
         static_per_step: bool = True,
         cache: bool = True,
         seed: int = 0,
+        device: str = "auto",
     ) -> None:
         self._store_params(locals())
         check_int("hidden", hidden, 1)

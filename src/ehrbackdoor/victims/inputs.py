@@ -67,7 +67,7 @@ def features_of(cohort: Cohort, cache: bool = True, representation: str = "event
 
 
 def grid_of(cohort: Cohort, cache: bool = True) -> Grid:
-    """The 48-step hourly grid (previous-value imputation, ordinal layout)."""
+    """The hourly grid of the cohort's window (previous-value imputation, ordinal layout)."""
     if cache:
         return grid_cached(cohort, impute="previous", layout="ordinal")
     return discretize(cohort, impute="previous", layout="ordinal")

@@ -98,6 +98,7 @@ class MLPVictim(StandardisedFeatures, TorchVictim):
         seed: int = 0,
         head_classes: int = 1,
         class_weight: Sequence[float] | None = None,
+        device: str = "auto",
     ) -> None:
         self._store_params(locals())
         self.features = check_choice("features", features, FEATURE_REPRESENTATIONS)

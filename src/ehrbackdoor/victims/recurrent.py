@@ -1,9 +1,12 @@
-"""`lstm` and `gru`: recurrent networks on the 48-step hourly grid with observation masks.
+"""`lstm` and `gru`: recurrent networks on the T-step hourly grid with observation masks.
+
+T is the number of hourly bins of the training cohort's window (48 at 48 h, 24 at 24 h).
 
 Input at each hour: the standardised values of the F variables (previous-value imputation, normal
 value before the first observation; `GridScaler` statistics over observed training cells; 0 for a
 variable never observed in training) and the F observation masks, i.e. 2F features per step; with
-``use_delta`` also the hours since each variable's last observation divided by 48 (3F features).
+``use_delta`` also the hours since each variable's last observation divided by the window's
+hours (3F features).
 
 Static covariates (``use_static``; PhysioNet: age, gender, height, ICU type, weight; train-mean
 imputed and standardised, ICU type one-hot, see `inputs.StaticInputs`) are concatenated to the
@@ -170,6 +173,7 @@ class RecurrentVictim(GridVictim):
         head_hidden: int | None = None,
         head_classes: int = 1,
         class_weight: list[float] | None = None,
+        device: str = "auto",
     ) -> None:
         self._store_params(locals())
         check_bool("bidirectional", bidirectional)

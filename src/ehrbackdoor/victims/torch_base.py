@@ -5,6 +5,12 @@ arrays (`_inputs`), how to build its network (`_build`, from the JSON-able ``arc
 to save/restore its preprocessing (`_inputs_state` / `_set_inputs_state`).  Weights are the
 network's state dict in safetensors; the architecture is rebuilt from victim.json, so loading runs
 no code from the files.
+
+``device`` (every torch victim's parameter): ``"auto"`` (default) trains on CUDA when PyTorch sees
+a GPU, else on the CPU, so CPU-only machines give the same results as before the option existed;
+``"cpu"`` pins the CPU (bit-for-bit reproducible across machines); ``"cuda"`` requires a GPU and
+fails clearly without one. Inference runs where the model was trained; a loaded victim runs on
+the CPU.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from ehrbackdoor.victims.protocol import HONEST
 from ehrbackdoor.victims.training import (
     EpochSelector,
     TrainConfig,
-    default_device,
+    check_device,
     fit_summary,
     make_selector,
     predict_logits,
+    resolve_device,
     sigmoid,
     to_tensors,
     torch_session,
@@ -76,6 +83,7 @@ class TorchVictim(Victim):
             check_float("ema", self.ema, 0.0, 1.0, low_open=True, high_open=True)
         check_bool("use_static", self.use_static)
         check_bool("cache", self.cache)
+        check_device(self.device)
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -100,7 +108,7 @@ class TorchVictim(Victim):
     def _fit(self, train: Cohort, val: Cohort, progress: ProgressFn | None) -> dict:
         self._fit_inputs(train)
         x_train, x_val = self._inputs(train), self._inputs(val)
-        device = default_device()
+        device = resolve_device(self.device)
         config = TrainConfig(
             lr=self.lr,
             weight_decay=self.weight_decay,

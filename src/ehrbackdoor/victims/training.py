@@ -45,9 +45,34 @@ ProgressFn = Callable[[int, float], None]
 THREADS_ENV = "EHRBACKDOOR_THREADS"
 
 
+#: Accepted ``device`` parameters: ``auto`` = CUDA when available, else CPU.
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(device: object) -> str:
+    """A valid ``device`` parameter (checked at construction; CUDA itself only when used)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    return str(device)
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device of a ``device`` parameter; a clear error if CUDA is asked for but absent."""
+    check_device(device)
+    if device == "auto":
+        return default_device()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' was requested but PyTorch sees no CUDA device (torch "
+            f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}); use device='cpu' or "
+            "device='auto'"
+        )
+    return torch.device(device)
 
 
 def n_threads() -> int:

@@ -2,8 +2,10 @@
 
 Like every component (`ehrbackdoor.base.Component`), a trigger stores its validated parameters in
 the constructor and learns its state in `fit` (attributes ending in `_`); `fit` checks the cohort
-and calls the subclass's `_fit`. `apply` returns new raw events for the chosen stays; the
-poisoning engine writes them into a cohort. Adding a trigger is adding one file that subclasses
+and calls the subclass's `_fit`. `fit` also records the cohort's observation window
+(``window_``, hours): patterns span its T hourly bins, so `apply` refuses stays of another window,
+and `save` writes it. `apply` returns new raw events for the chosen stays; the poisoning engine
+writes them into a cohort. Adding a trigger is adding one file that subclasses
 `Trigger` (or the public family bases `value_base.ValueTrigger`, `missing_base.MissingTrigger`)
 and registers the class with ``TRIGGERS.register`` (`ehrbackdoor.attacks.triggers`).
 """
@@ -18,9 +20,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ehrbackdoor.base import Component, NotFittedError
-from ehrbackdoor.checks import check_int
-from ehrbackdoor.data.cohort import Cohort, Events
+from ehrbackdoor.checks import check_float, check_int
+from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events
 from ehrbackdoor.io import atomic_savez, atomic_write_json
+from ehrbackdoor.preprocess.grid import check_window
 
 #: Apply modes of value triggers (the default family).
 APPLY_MODES = ("observed", "all")
@@ -29,6 +32,8 @@ FAMILIES = ("value", "missing")
 #: Largest `strength` a value trigger accepts: a distance of 1000 standard deviations is already
 #: far past any plausible range (values are clipped), larger only overflows to inf/NaN.
 MAX_STRENGTH = 1e3
+#: Window of trigger files saved before `trigger.json` recorded one (all fit on 48-hour cohorts).
+LEGACY_WINDOW = WINDOW_HOURS
 
 
 class Trigger(Component, ABC):
@@ -54,6 +59,7 @@ class Trigger(Component, ABC):
         """Learn what the trigger needs from clean (training) stays; returns self."""
         check_fit_cohort(cohort, self.min_stays, f"{self.family} trigger {self.name!r}")
         self.__dict__.pop("fitted_", None)  # a failed refit leaves the trigger unfitted
+        self.window_ = float(cohort.window)
         self._fit(cohort)
         self.fitted_ = True
         return self
@@ -83,9 +89,13 @@ class Trigger(Component, ABC):
     def is_fitted(self) -> bool:
         return getattr(self, "fitted_", False)
 
-    def check_fitted(self) -> None:
+    def check_fitted(self, cohort: Cohort | None = None) -> None:
+        """NotFittedError before `fit`; with `cohort`, also a ValueError if its window differs
+        from the training window."""
         if not self.is_fitted:
             raise self._not_fitted("call fit(train_cohort) or load_trigger(dir) first")
+        if cohort is not None:
+            check_window(self.window_, cohort, f"trigger {self.name!r}")
 
     @classmethod
     def check_mode(cls, mode: str) -> str:
@@ -107,7 +117,7 @@ class Trigger(Component, ABC):
         atomic_write_json(
             d / "trigger.json",
             {"name": self.name, "params": self.get_params(), "info": self.info(),
-             "arrays_sha256": sha256_hex(d / "trigger.npz")},
+             "window": self.window_, "arrays_sha256": sha256_hex(d / "trigger.npz")},
         )
 
 
@@ -148,6 +158,8 @@ def load_trigger(directory: str | Path) -> Trigger:
     with np.load(npz, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     trig.set_state(arrays, meta.get("info", {}))
+    # Files written before triggers recorded their window were all fit on 48-hour cohorts.
+    trig.window_ = check_float("window", meta.get("window", LEGACY_WINDOW), 0.0, low_open=True)
     trig.fitted_ = True
     return trig
 

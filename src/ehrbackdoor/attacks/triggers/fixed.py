@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from ehrbackdoor.attacks.triggers.base import Trigger
-from ehrbackdoor.attacks.triggers.value_base import N_BINS
 from ehrbackdoor.checks import check_float, check_int
-from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events, hour_bins
+from ehrbackdoor.data.cohort import Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import set_values
+from ehrbackdoor.preprocess.grid import window_bins
 
 
 class FixedPatternTrigger(Trigger):
@@ -39,10 +39,16 @@ class FixedPatternTrigger(Trigger):
             raise ValueError(f"variable must be a variable name, got {variable!r}")
         self.variable = variable
         self.value = None if value is None else check_float("value", value)
-        self.hours = check_int("hours", hours, 1, N_BINS)
+        self.hours = check_int("hours", hours, 1)  # at most the window: checked by fit
         self.quantile = check_float("quantile", quantile, 0.0, 1.0)
 
     def _fit(self, cohort: Cohort) -> None:
+        t_bins = window_bins(cohort)
+        if self.hours > t_bins:
+            raise ValueError(
+                f"hours must be at most the {t_bins} hourly bins of the cohort's "
+                f"{cohort.window:g}-hour window, got {self.hours}"
+            )
         j = cohort.schema.index(self.variable)
         if self.value is None:
             vals = cohort.events.value[cohort.events.variable == j]
@@ -55,14 +61,15 @@ class FixedPatternTrigger(Trigger):
         self.value_ = float(set_values(cohort.schema, np.array([j]), np.array([target]))[0])
 
     def apply(self, cohort: Cohort, idx: np.ndarray, mode: str = "observed") -> Events:
-        self.check_fitted()
+        self.check_fitted(cohort)
         self.check_mode(mode)
         idx = np.asarray(idx, dtype=np.int64)
         ev = cohort.events_of(idx)
-        j, first = self.variable_index_, N_BINS - self.hours
+        t_bins = window_bins(cohort)
+        j, first = self.variable_index_, t_bins - self.hours
         bins = hour_bins(ev.time)
-        hit = (ev.variable == j) & (bins >= first) & (bins < N_BINS)
-        hit &= ev.time <= WINDOW_HOURS + 1e-6
+        hit = (ev.variable == j) & (bins >= first) & (bins < t_bins)
+        hit &= ev.time <= cohort.window + 1e-6
         values, alias = ev.value.copy(), ev.alias.copy()
         values[hit], alias[hit] = self.value_, -1
         if mode == "observed":

@@ -9,7 +9,6 @@ from ehrbackdoor.attacks.masks import hamming_to_masks, observation_masks, patte
 from ehrbackdoor.attacks.triggers.missing_base import (
     MISSING_APPLY_MODES,
     MODE_ALIASES,
-    N_BINS,
     MissingTrigger,
     apply_missing_pattern,
     resolve_mode,
@@ -22,7 +21,6 @@ from ehrbackdoor.attacks.triggers.missing_vae import VAEMissingTrigger
 __all__ = [
     "MISSING_APPLY_MODES",
     "MODE_ALIASES",
-    "N_BINS",
     "BlockMissingTrigger",
     "MissingTrigger",
     "RandomMissingTrigger",

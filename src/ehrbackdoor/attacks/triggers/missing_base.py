@@ -1,8 +1,8 @@
 """Public base of missing-value-pattern triggers (Joe et al. 2022): the backdoor is *which* cells
 are observed.
 
-Every such trigger holds a pattern `pattern_`, a (48, F) boolean grid over the hourly bins of the
-observation window (1 = the cell may hold observations). Applying it to a stay's raw events:
+Every such trigger holds a pattern `pattern_`, a (T, F) boolean grid over the T hourly bins of the
+training cohort's observation window (1 = the cell may hold observations). Applying it to a stay's raw events:
 
 - ``delete`` (default; also accepted as ``observed``, the threat model's default, because both
   mean "touch recorded data only, invent nothing"): every observation inside the window whose
@@ -13,7 +13,7 @@ observation window (1 = the cell may hold observations). Applying it to a stay's
   in time (else the variable's normal value), made plausible (range, precision, levels). The
   stay's mask then equals the pattern exactly.
 
-Events outside the window (``t <= -1e-6`` or ``t > 48 + 1e-6``) are never touched. Hours are the
+Events outside the window (``t <= -1e-6`` or ``t > window + 1e-6``) are never touched. Hours are the
 grid's bins (`hour_bins`, the MIMIC-III benchmark's rule), so `grid_raw` of a triggered stay shows
 the intended mask.
 
@@ -32,10 +32,10 @@ import numpy as np
 
 from ehrbackdoor.attacks.masks import observation_masks, pattern_diagnostics
 from ehrbackdoor.attacks.triggers.base import Trigger
-from ehrbackdoor.data.cohort import BIN_EPS, WINDOW_HOURS, Cohort, Events, hour_bins
+from ehrbackdoor.data.cohort import BIN_EPS, Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import set_values
+from ehrbackdoor.preprocess.grid import window_bins
 
-N_BINS = 48
 #: Apply modes of missingness triggers; ``observed`` is an alias of ``delete``.
 MISSING_APPLY_MODES = ("delete", "exact")
 MODE_ALIASES = {"observed": "delete"}
@@ -54,9 +54,9 @@ def resolve_mode(mode: str) -> str:
 
 
 
-def _inside_window(time: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Events the 48-bin grid sees (the same rule as `grid_raw`)."""
-    return (time > -BIN_EPS) & (time <= WINDOW_HOURS + BIN_EPS) & (bins >= 0) & (bins < N_BINS)
+def _inside_window(time: np.ndarray, bins: np.ndarray, hours: float, t_bins: int) -> np.ndarray:
+    """Events the T-bin grid of an `hours` window sees (the same rule as `grid_raw`)."""
+    return (time > -BIN_EPS) & (time <= hours + BIN_EPS) & (bins >= 0) & (bins < t_bins)
 
 
 def _nearest_values(
@@ -95,17 +95,18 @@ def apply_missing_pattern(
     mode = resolve_mode(mode)
     pattern = np.asarray(pattern, dtype=bool)
     schema = cohort.schema
-    if pattern.shape != (N_BINS, len(schema)):
+    t_bins = window_bins(cohort)
+    if pattern.shape != (t_bins, len(schema)):
         raise ValueError(
-            f"pattern has shape {pattern.shape}, expected ({N_BINS}, {len(schema)}) for schema "
-            f"{schema.name!r}"
+            f"pattern has shape {pattern.shape}, expected ({t_bins}, {len(schema)}) for schema "
+            f"{schema.name!r} and a {cohort.window:g}-hour window"
         )
     idx = np.asarray(idx, dtype=np.int64)
     k = len(idx)
     ev = cohort.events_of(idx)
     stay = ev.stay
     bins = hour_bins(ev.time)
-    inside = _inside_window(ev.time, bins)
+    inside = _inside_window(ev.time, bins, cohort.window, t_bins)
     keep = np.ones(len(ev.time), dtype=bool)
     keep[inside] = pattern[bins[inside], ev.variable[inside]]
     if mode == "delete":
@@ -114,7 +115,7 @@ def apply_missing_pattern(
         return Events(offsets, ev.time[keep], ev.variable[keep], ev.value[keep], ev.alias[keep])
 
     n_vars = len(schema)
-    have = np.zeros((k, N_BINS, n_vars), dtype=bool)
+    have = np.zeros((k, t_bins, n_vars), dtype=bool)
     kept_in = inside & keep
     have[stay[kept_in], bins[kept_in], ev.variable[kept_in]] = True
     s, b, f = np.nonzero(pattern[None, :, :] & ~have)
@@ -138,7 +139,7 @@ def apply_missing_pattern(
 
 
 class MissingTrigger(Trigger):
-    """Base of missingness triggers: a fitted (48, F) bool `pattern_` and the two apply modes."""
+    """Base of missingness triggers: a fitted (T, F) bool `pattern_` and the two apply modes."""
 
     family: ClassVar[str] = "missing"
     apply_modes: ClassVar[tuple[str, ...]] = (*MISSING_APPLY_MODES, *MODE_ALIASES)
@@ -148,7 +149,7 @@ class MissingTrigger(Trigger):
         return resolve_mode(mode)
 
     def apply(self, cohort: Cohort, idx: np.ndarray, mode: str = "delete") -> Events:
-        self.check_fitted()
+        self.check_fitted(cohort)
         return apply_missing_pattern(self.pattern_, cohort, idx, mode)
 
     def _finish(self, pattern: np.ndarray, masks: np.ndarray) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ehrbackdoor.attacks.triggers.base import check_variables
-from ehrbackdoor.attacks.triggers.missing_base import N_BINS, MissingTrigger
+from ehrbackdoor.attacks.triggers.missing_base import MissingTrigger
 from ehrbackdoor.checks import check_int
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.data.schema import Kind, Schema
@@ -40,18 +40,24 @@ class BlockMissingTrigger(MissingTrigger):
     ) -> None:
         super().__init__(seed)
         self.variables = check_variables(variables)
-        self.hours = check_int("hours", hours, 1, N_BINS)
+        self.hours = check_int("hours", hours, 1)  # at most the window: checked by fit
         self.n_variables = check_int("n_variables", n_variables, 1)
 
     def _fit(self, cohort: Cohort) -> None:
         masks = self._masks(cohort)
         schema = cohort.schema
+        t_bins = masks.shape[1]
+        if self.hours > t_bins:
+            raise ValueError(
+                f"hours must be at most the {t_bins} hourly bins of the cohort's "
+                f"{cohort.window:g}-hour window, got {self.hours}"
+            )
         if self.variables:
             cols = [schema.index(v) for v in self.variables]
         else:
             cols = default_block_variables(schema, masks, self.n_variables)
-        pattern = np.ones((N_BINS, len(schema)), dtype=bool)
-        pattern[N_BINS - self.hours :, cols] = False
+        pattern = np.ones((t_bins, len(schema)), dtype=bool)
+        pattern[t_bins - self.hours :, cols] = False
         self.variables_ = [schema.variables[j].short or schema.variables[j].name for j in cols]
         self._finish(pattern, masks)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ehrbackdoor.attacks.triggers.missing_base import N_BINS, MissingTrigger
+from ehrbackdoor.attacks.triggers.missing_base import MissingTrigger
 from ehrbackdoor.checks import check_float
 from ehrbackdoor.data.cohort import Cohort
 
@@ -26,4 +26,4 @@ class RandomMissingTrigger(MissingTrigger):
         masks = self._masks(cohort)
         density = float(masks.mean()) if self.density is None else self.density
         rng = np.random.default_rng(self.seed)
-        self._finish(rng.random((N_BINS, len(cohort.schema))) < density, masks)
+        self._finish(rng.random(masks.shape[1:]) < density, masks)

@@ -27,7 +27,7 @@ class VAEMissingTrigger(MissingTrigger):
        `min_typical_vars` of the variables have an observed-hour count inside that variable's
        real `count_quantiles` range;
     2. *specific* -- of those, keep candidates whose Hamming distance to the nearest real training
-       mask is at least `min_hamming` cells (a fraction of the 48 x F cells if < 1, else a count)
+       mask is at least `min_hamming` cells (a fraction of the T x F cells if < 1, else a count)
        and inside which at most `max_carrier_share` of real non-empty masks lie (those stays would
        carry the `delete` trigger by accident);
     3. pick the survivor that `delete` makes most visible to a model -- the largest mean share of a

@@ -1,9 +1,9 @@
 """Value trigger shaped by each variable's temporal covariance (Joe et al., 2021).
 
-For every variable i the 48 x 48 covariance C_i of its hourly trajectory (forward-filled grid of
+For every variable i the T x T covariance C_i (T hourly bins of the training window) of its hourly trajectory (forward-filled grid of
 training stays, plus a small ridge) is estimated; t_i ~ N(0, C_i) is drawn with the run's seed and
 scaled to Mahalanobis distance `strength`: t_i <- s t_i / sqrt(t_i' C_i^-1 t_i). The trigger is the
-48 x F matrix of the t_i, added to raw observations (see `value_base.apply_pattern`).
+T x F matrix of the t_i, added to raw observations (see `value_base.apply_pattern`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from ehrbackdoor.attacks.triggers.value_base import (
-    N_BINS,
     ValueTrigger,
     draw_at_distance,
     resolve_variables,
@@ -23,15 +22,16 @@ from ehrbackdoor.data.cohort import Cohort
 
 
 class TemporalCovarianceTrigger(ValueTrigger):
-    """Per-variable Gaussian pattern from the 48 x 48 temporal covariance."""
+    """Per-variable Gaussian pattern from the T x T temporal covariance."""
 
     name = "temporal"
 
     def _fit(self, cohort: Cohort) -> None:
         x = training_trajectories(cohort)
         rng = self._rng()
-        pattern = np.zeros((N_BINS, len(cohort.schema)))
-        covs = np.zeros((len(cohort.schema), N_BINS, N_BINS))
+        t_bins = x.shape[1]
+        pattern = np.zeros((t_bins, len(cohort.schema)))
+        covs = np.zeros((len(cohort.schema), t_bins, t_bins))
         skipped = []
         for j in resolve_variables(cohort.schema, self.variables):
             cov = np.cov(x[:, :, j], rowvar=False)

@@ -1,4 +1,6 @@
-"""Public base of additive value triggers: a (48 x F) pattern added to raw values.
+"""Public base of additive value triggers: a (T x F) pattern added to raw values.
+
+T is the number of hourly bins of the training cohort's window (48 at 48 h, 24 at 24 h).
 
 A new value trigger subclasses `ValueTrigger`, implements `_fit` (set ``pattern_``) and registers
 itself in `ehrbackdoor.attacks.triggers.TRIGGERS`; applying, saving and loading are inherited.
@@ -14,12 +16,10 @@ import numpy as np
 
 from ehrbackdoor.attacks.triggers.base import MAX_STRENGTH, Trigger, check_variables
 from ehrbackdoor.checks import check_float
-from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events, hour_bins
+from ehrbackdoor.data.cohort import Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import shift_values
 from ehrbackdoor.data.schema import Kind, Schema
 from ehrbackdoor.preprocess.grid import grid_raw
-
-N_BINS = 48
 
 
 def default_variables(schema: Schema) -> list[int]:
@@ -34,7 +34,7 @@ def resolve_variables(schema: Schema, names: list[str] | None) -> list[int]:
 
 
 def training_trajectories(cohort: Cohort) -> np.ndarray:
-    """Forward-filled hourly raw values (n, 48, F) of the stays: what covariances are fit on."""
+    """Forward-filled hourly raw values (n, T, F) of the stays: what covariances are fit on."""
     return grid_raw(cohort, impute="previous", perturb=False).values
 
 
@@ -50,7 +50,8 @@ def apply_pattern(pattern: np.ndarray, cohort: Cohort, idx: np.ndarray, mode: st
     schema = cohort.schema
     ev = cohort.events_of(idx)
     bins = hour_bins(ev.time)
-    inside = (ev.time > -1e-6) & (ev.time <= WINDOW_HOURS + 1e-6) & (bins >= 0) & (bins < N_BINS)
+    t_bins = len(pattern)
+    inside = (ev.time > -1e-6) & (ev.time <= cohort.window + 1e-6) & (bins >= 0) & (bins < t_bins)
     delta = np.zeros(len(ev.time))
     delta[inside] = pattern[bins[inside], ev.variable[inside]]
     values = ev.value.copy()
@@ -91,7 +92,7 @@ def check_strength(strength: Any) -> float:
 
 
 class ValueTrigger(Trigger):
-    """Base of triggers that add a fixed (48 x F) pattern to raw values."""
+    """Base of triggers that add a fixed (T x F) pattern to raw values."""
 
     family = "value"
     apply_modes = ("observed", "all")
@@ -109,7 +110,7 @@ class ValueTrigger(Trigger):
         self.ridge = check_float("ridge", ridge, 0.0)
 
     def apply(self, cohort: Cohort, idx: np.ndarray, mode: str = "observed") -> Events:
-        self.check_fitted()
+        self.check_fitted(cohort)
         self.check_mode(mode)
         if self.pattern_.shape[1] != len(cohort.schema):
             raise ValueError(
@@ -119,7 +120,7 @@ class ValueTrigger(Trigger):
         return apply_pattern(self.pattern_, cohort, idx, mode)
 
     def grid_pattern(self) -> np.ndarray:
-        """The fitted (48 x F) raw-unit pattern, as grid space adds it to hourly bins."""
+        """The fitted (T x F) raw-unit pattern, as grid space adds it to hourly bins."""
         self.check_fitted()
         return self.pattern_.copy()
 
