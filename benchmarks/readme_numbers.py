@@ -20,7 +20,7 @@ from ehrbackdoor.pipeline import AttackConfig, prepare_data, run_attack
 #: (label, attack config) of every number the README quotes, as the README states the command.
 CLAIMS = [
     (
-        "temporal trigger, rate 0.02, strength 2, apply observed",
+        "temporal trigger, target 1, rate 0.02, strength 2, apply observed",
         AttackConfig(
             "temporal",
             target=1,
@@ -31,8 +31,8 @@ CLAIMS = [
         ),
     ),
     (
-        "VAE missing-pattern trigger, rate 0.02, apply exact",
-        AttackConfig("missing-vae", target=1, rate=0.02, apply="exact", seed=0),
+        "VAE missing-pattern trigger, target 0, rate 0.02, apply exact",
+        AttackConfig("missing-vae", target=0, rate=0.02, apply="exact", seed=0),
     ),
 ]
 
