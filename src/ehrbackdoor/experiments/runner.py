@@ -345,10 +345,11 @@ class _Run:
         self.store.record_step("cell", c.key, out["timings"]["train_seconds"], "ok", out["timings"])
         self.summary.ok += 1
         log.info(
-            "cell %s (%s): ASR %.3f, clean AUROC %.3f (%.1f s)",
+            "cell %s (%s): ASR poisoned %.3f, unpoisoned %.3f; AUROC poisoned, clean %.3f (%.1f s)",
             c.key,
             _describe(c),
             out["metrics"]["asr"],
+            out["metrics"].get("asr_baseline", float("nan")),
             out["metrics"]["clean_auroc"],
             out["timings"]["cell_seconds"],
         )
