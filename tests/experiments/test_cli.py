@@ -38,8 +38,16 @@ def test_run_results_report(tmp_path):
     r = runner.invoke(app, ["results", str(out)])
     assert r.exit_code == 0, r.output
     assert "6 cells finished, 0 failed, 0 pending" in r.output
-    assert "| victim |" in r.output and "| lr |" in r.output
-    assert r.output.count("| lr |") == 3  # one row per setting, seeds aggregated
+    assert "| victim |" in r.output and "| lr " in r.output
+    asr_tables = [part.split("\n\n")[1] for part in r.output.split("Attack success rate (ASR)")[1:]]
+    assert sum(t.count("| lr ") for t in asr_tables) == 3  # one row per setting, seeds pooled
+    assert "Student-t interval over seeds" in r.output
+    assert all(len(line) <= 80 for line in r.output.splitlines())
+
+    r = runner.invoke(app, ["results", str(out), "--format", "long"])
+    long_rows = list(csv.DictReader(io.StringIO(r.output)))
+    assert {"metric", "mean", "lo", "hi", "interval"} <= set(long_rows[0])
+    assert {row["interval"] for row in long_rows if row["metric"] == "asr"} == {"t over seeds"}
 
     r = runner.invoke(app, ["results", str(out), "--format", "csv"])
     rows = list(csv.DictReader(io.StringIO(r.output)))
@@ -53,7 +61,7 @@ def test_run_results_report(tmp_path):
     assert len(data["results"]) == 3
 
     r = runner.invoke(app, ["results", str(out), "--format", "xml"])
-    assert r.exit_code == 2 and "markdown, csv, json" in r.output
+    assert r.exit_code == 2 and "markdown, csv, json, long" in r.output
 
     r = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "r.html")])
     assert r.exit_code == 0, r.output
@@ -123,8 +131,8 @@ def test_ray_executor_missing_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_demo_command_wiring(tmp_path, monkeypatch):
-    """`demo` runs the quickstart, prints the table and writes the report (here with a tiny
-    stand-in for the quickstart; the real one is timed by hand: about a minute on 2 cores)."""
+    """`demo` runs the demo config, prints the tables and writes the report (here with a tiny
+    stand-in for the demo config; the real one is timed in the README)."""
     import yaml
 
     from ehrbackdoor.experiments import presets
@@ -133,14 +141,14 @@ def test_demo_command_wiring(tmp_path, monkeypatch):
     doc = tiny_doc(victims={"lr": {}}, seeds=[0])
     doc["attacks"] = [doc["attacks"][1]]
 
-    def tiny_quickstart(run_dir):
+    def tiny_demo(run_dir):
         return config_from_dict(doc, run_dir), yaml.safe_dump(doc)
 
-    monkeypatch.setattr(presets, "quickstart", tiny_quickstart)
+    monkeypatch.setattr(presets, "demo", tiny_demo)
     out = tmp_path / "demo"
     r = runner.invoke(_app(), ["demo", "--out", str(out), "--jobs", "1", "--quiet"])
     assert r.exit_code == 0, r.output
-    assert "| victim |" in r.output and "| lr |" in r.output
+    assert "| victim |" in r.output and "| lr " in r.output
     assert "1 cells finished" in r.output
     assert (out / "report.html").is_file() and f"wrote {out / 'report.html'}" in r.output
 

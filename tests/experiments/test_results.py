@@ -71,7 +71,7 @@ def test_aggregate_groups_settings_and_clips_bounded_metrics():
 def test_display_table_shows_only_varying_settings():
     table = display_table(aggregate(_cells()))
     assert list(table.columns[:3]) == ["victim", "strength", "seeds"]
-    assert table["ASR"].iloc[0].startswith("0.200 [")
+    assert table["ASR poisoned"].iloc[0].startswith("0.200 [")
     md = to_markdown(table)
-    assert md.splitlines()[0].startswith("| victim | strength | seeds | ASR |")
+    assert md.splitlines()[0].startswith("| victim | strength | seeds | ASR poisoned |")
     assert len(md.splitlines()) == 2 + 4

@@ -28,10 +28,10 @@ def test_report_has_every_section_and_no_external_resources(fake_run, fake_repor
     for heading in (
         "Results",
         "Attack success rate vs poisoning rate",
-        "Clean vs attacked AUROC / AUPRC",
+        "AUROC / AUPRC: unpoisoned, poisoned on clean and on triggered stays",
         "Clean-performance cost of poisoning",
         "Value triggers",
-        "Missing-value triggers",
+        "Observation masks under the triggers",
         "Failed cells",
         "Where the time went",
         "Config",
@@ -44,8 +44,9 @@ def test_report_has_every_section_and_no_external_resources(fake_run, fake_repor
     assert "<script" not in text
     assert not re.search(r'(src|href)="(?!data:)', text)
     imgs = _images(text)
-    # 2 ASR panels (value, missing) + 2 AUC + 2 cost + 2 heatmaps (strength 0.5, 2) + 1 masks
-    assert len(imgs) == 9
+    # 2 ASR panels (value, missing) + 8 AUC (one per setting: 6 value, 2 missing) + 3 cost
+    # (value per strength, missing) + 2 heatmaps (strength 0.5, 2) + 1 masks
+    assert len(imgs) == 16
     assert all(i.startswith(b"\x89PNG") for i in imgs)
 
 
@@ -93,7 +94,7 @@ def test_report_renders_in_chromium(fake_report, tmp_path):
     ]
     shot = tmp_path / "shot.png"
     r = subprocess.run(
-        [*base, "--window-size=1280,2400", f"--screenshot={shot}", report.resolve().as_uri()],
+        [*base, "--window-size=1400,2400", f"--screenshot={shot}", report.resolve().as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
@@ -135,3 +136,51 @@ def test_trigger_family_comes_from_the_record_without_the_registry():
         "assert 'torch' not in sys.modules and 'ehrbackdoor.attacks' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_figures_have_no_overlapping_labels(fake_run, monkeypatch):
+    """Every figure of the report, checked before it is embedded: no tick label, axis label or
+    title drawn over another (the AUPRC cost panel's label once hid its minus signs)."""
+    from ehrbackdoor.report import html as report_html
+    from ehrbackdoor.report import plots
+
+    bad = []
+    real_png = plots.png
+
+    def checked(fig):
+        bad.extend(plots.text_overlaps(fig))
+        return real_png(fig)
+
+    monkeypatch.setattr(plots, "png", checked)
+    report_html.build_report(fake_run)
+    assert not bad, bad[:5]
+
+
+def test_one_auc_figure_per_setting_and_single_rate_axis(fake_run):
+    import pandas as pd
+
+    from ehrbackdoor.report import plots
+
+    text = (fake_run / "report.html").read_text()
+    assert "nothing is averaged over rates" in text
+    agg = pd.DataFrame(
+        {
+            "victim": ["lr", "gru"],
+            "rate": [0.05, 0.05],
+            "auroc_cost": [0.01, -0.02],
+            "auprc_cost": [-0.03, 0.02],
+        }
+    )
+    fig_ticks = []
+    real_png = plots.png
+
+    def grab(fig):
+        fig_ticks.append([t.get_text() for t in fig.axes[0].get_xticklabels()])
+        return real_png(fig)
+
+    plots.png = grab
+    try:
+        plots.poisoning_cost(agg, "one rate")
+    finally:
+        plots.png = real_png
+    assert fig_ticks[0] == ["0.05"]

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ehrbackdoor.cli.common import check_out_dir, friendly_errors, split_names
 from ehrbackdoor.cli.progress import step_status
+from ehrbackdoor.experiments.tables import fmt_value, wrap
 
 # ------------------------------------------------------------------ shared option definitions
 Data = Annotated[Path, typer.Option(help="Training data (directory or cohort file).")]
@@ -190,48 +189,25 @@ def attack(
             on_step=on_step,
             victim_preset=victim_preset,
         )
-    Console().print(render_attack(result))
+    typer.echo(render_attack(result), nl=False)
     if "stealth" in result:
         st = result["stealth"]
         typer.echo(
-            f"stealth: pattern ELBO percentile {st['elbo'].get('pattern_percentile')}, "
+            wrap(
+                f"stealth: pattern ELBO percentile {fmt_value(st['elbo'].get('pattern_percentile'))}, "
             f"mean |missing-rate shift| {st['missing_rate']['mean_abs_shift']:.3f}, "
             f"clean stays carrying the trigger {st['clean_carrier_share']:.3f} "
-            "(all measures in results.json under 'stealth')"
+                "(all measures in results.json under 'stealth')"
+            )
         )
     typer.echo(f"wrote {out / 'results.json'}")
 
 
-def render_attack(result: dict) -> Table:
-    """Terminal table of an attack's results."""
-    a = result["attack"]
-    t = Table(
-        title=f"{a['attack']} attack, target {a['target']}, rate {a['rate']}, "
-        f"{result['n_poisoned']} of {result['n_train']} training stays poisoned"
-        + (f", {a['space']} space" if a.get("space", "raw") != "raw" else "")
-        + (f", {a['protocol']} protocol" if a.get("protocol", "honest") != "honest" else "")
-    )
-    for col in (
-        "victim",
-        "ASR [95% CI]",
-        "clean AUROC",
-        "baseline AUROC",
-        "triggered AUROC",
-        "clean AUPRC",
-        "triggered AUPRC",
-    ):
-        t.add_column(col, justify="right")
-    for name, m in result["models"].items():
-        t.add_row(
-            name,
-            f"{m['asr']:.3f} [{m['asr_ci'][0]:.3f}, {m['asr_ci'][1]:.3f}]",
-            f"{m['clean']['auroc']:.3f}",
-            f"{m['clean_baseline']['auroc']:.3f}",
-            f"{m['triggered']['auroc']:.3f}",
-            f"{m['clean']['auprc']:.3f}",
-            f"{m['triggered']['auprc']:.3f}",
-        )
-    return t
+def render_attack(result: dict) -> str:
+    """Terminal tables of an attack's results (at most the terminal's width)."""
+    from ehrbackdoor.experiments.readable import attack_text
+
+    return attack_text(result)
 
 
 @friendly_errors
@@ -262,7 +238,7 @@ def audit(
 ) -> None:
     """Poison the training data, run poison detectors, retrain without the flagged stays."""
     from ehrbackdoor.defences import parse_defences
-    from ehrbackdoor.pipeline.audit import AUDIT_FILE, audit_rows, run_audit
+    from ehrbackdoor.pipeline.audit import AUDIT_FILE, run_audit
 
     names = split_names(models)
     config = attack_config(
@@ -302,14 +278,9 @@ def audit(
             on_step=on_step,
             victim_preset=victim_preset,
         )
-    rows = audit_rows(result)
-    t = Table(title=f"poison detection: {attack}, rate {rate}, target {target}")
-    cols = list(rows[0]) if rows else []
-    for c in cols:
-        t.add_column(c, justify="right")
-    for r in rows:
-        t.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()))
-    Console().print(t)
+    from ehrbackdoor.experiments.readable import audit_text
+
+    typer.echo(audit_text(result), nl=False)
     if "space_note" in result:
         typer.echo(f"note: {result['space_note']}")
     typer.echo(f"wrote {out / AUDIT_FILE}")

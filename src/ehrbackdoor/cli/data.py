@@ -81,6 +81,7 @@ def data_info(
         typer.echo(json.dumps(info, indent=2))
         return
     Console().print(render_info(info))
+    typer.echo(render_cleaning(info.get("cleaning") or {}))
 
 
 def render_info(info: dict) -> Table:
@@ -98,6 +99,44 @@ def render_info(info: dict) -> Table:
         f"train {sp['train']:,} / val {sp['val']:,} / test {sp['test']:,}"
     )
     return t
+
+
+def _count(name: str, v) -> str | None:
+    """`name 12`, or for per-key counts (per variable, per file) a total and the largest three."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int | float):
+        return f"{name.replace('_', ' ')} {v:,}" if v else None
+    if isinstance(v, dict):
+        nums = {k: x for k, x in v.items() if isinstance(x, int | float) and x}
+        if not nums:
+            return None
+        top = sorted(nums.items(), key=lambda kv: -kv[1])[:3]
+        more = f", ... {len(nums) - 3} more" if len(nums) > 3 else ""
+        return (
+            f"{name.replace('_', ' ')} {sum(nums.values()):,} in {len(nums):,} entries "
+            f"({', '.join(f'{k} {x:,}' for k, x in top)}{more})"
+        )
+    return None
+
+
+def render_cleaning(cleaning: dict, prefix: str = "") -> str:
+    """A compact cleaning summary: the policy in one paragraph, then only the non-zero counts
+    (per-variable or per-file counts summarised as a total and the largest three)."""
+    import textwrap
+
+    if "sources" in cleaning:
+        return "\n".join(
+            render_cleaning(c, f"source {i + 1}: ") for i, c in enumerate(cleaning["sources"])
+        )
+    lines = []
+    if cleaning.get("policy"):
+        lines.append(textwrap.fill(f"{prefix}cleaning: {cleaning['policy']}", width=80))
+    counts = [c for k, v in cleaning.items() if k != "policy" and (c := _count(k, v))]
+    lines.append(
+        textwrap.fill("removed or counted: " + ("; ".join(counts) or "nothing"), width=80)
+    )
+    return "\n".join(lines)
 
 
 @data_app.command("export")

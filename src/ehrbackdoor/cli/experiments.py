@@ -44,12 +44,23 @@ def run(
         int | None,
         typer.Option(min=1, help="Refuse configs expanding to more cells (default: 100,000)."),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the cells, shared steps and estimated time; write nothing."
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) every cell of an experiment config; results go to DIR/results.sqlite."""
     from ehrbackdoor.experiments.config import MAX_CELLS, load_config
     from ehrbackdoor.experiments.runner import run_experiment
 
     cfg = load_config(config, data=data, max_cells=max_cells or MAX_CELLS)
+    if dry_run:
+        from ehrbackdoor.experiments.runner import dry_run as plan_only
+
+        typer.echo(plan_only(cfg, jobs=jobs), nl=False)
+        return
     run_dir = out or Path("runs") / cfg.name
     check_out_dir(run_dir)
     try:
@@ -78,12 +89,22 @@ def run(
 @friendly_errors
 def results(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    format: Annotated[str, typer.Option(help="markdown, csv or json.")] = "markdown",
+    format: Annotated[
+        str,
+        typer.Option(
+            help="markdown (tables for people), csv, json or long (CSV, one row per metric)."
+        ),
+    ] = "markdown",
+    width: Annotated[
+        int | None,
+        typer.Option(min=40, help="Widest table, in characters (default: terminal or 80)."),
+    ] = None,
 ) -> None:
-    """Print the aggregated results: mean and 95% CI over seeds per victim and setting."""
+    """Print the aggregated results: per victim and setting the mean and its 95% interval
+    (bootstrap over test stays for one seed, Student t over seeds for several)."""
     from ehrbackdoor.experiments.results import format_results
 
-    typer.echo(format_results(run_dir, format), nl=False)
+    typer.echo(format_results(run_dir, format, width=width), nl=False)
 
 
 @friendly_errors
@@ -110,21 +131,22 @@ def demo(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Synthesise a cohort, run the quickstart grid, print the results, write the report.
+    """Synthesise a cohort, run the demo grid, print the results, write the report.
 
-    Both attack families (a value trigger and a missing-value-pattern trigger) against lr,
-    mlp, gru and gbdt, one seed: a few minutes on two cores.
+    A strong and a weak temporal value trigger and the VAE missing-value trigger against lr,
+    mlp and gbdt, each beside the unpoisoned model's rate, and two detectors: about two minutes on two cores.
     """
-    from ehrbackdoor.experiments.presets import quickstart
+    from ehrbackdoor.experiments import presets
     from ehrbackdoor.experiments.results import format_results
     from ehrbackdoor.experiments.runner import run_experiment
     from ehrbackdoor.report import write_report
 
     check_out_dir(out)
     t0 = time.perf_counter()
-    cfg, text = quickstart(out)
+    cfg, text = presets.demo(out)
     summary = run_experiment(cfg, out, config_text=text, jobs=jobs, progress=not quiet, console=err)
-    typer.echo(format_results(out, "markdown"))
+    typer.echo(format_results(out, "markdown", brief=True))
+    typer.echo(f"all tables: ehrbackdoor results {out}")
     path = write_report(out)
     typer.echo(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")
     _print_summary(summary, hint=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -28,6 +29,13 @@ class epoch_progress:
         task = self._p.add_task(f"{self._label}: preparing data", total=None)
 
         def update(epoch: int, val_auprc: float) -> None:
+            if not err.is_terminal:  # a pipe or CI: one plain line per epoch
+                err.print(
+                    f"{self._label}: epoch {epoch}, val AUPRC {val_auprc:.3f}",
+                    markup=False,
+                    highlight=False,
+                )
+                return
             self._p.update(
                 task, description=f"{self._label}: epoch {epoch}, val AUPRC {val_auprc:.3f}"
             )
@@ -40,6 +48,18 @@ class epoch_progress:
 
 @contextmanager
 def step_status(first: str = "starting") -> Iterator[Callable[[str], None]]:
-    """A spinner whose text follows the library's `on_step(message)` callback."""
-    with err.status(first) as status:
-        yield lambda msg: status.update(msg)
+    """A spinner whose text follows the library's `on_step(message)` callback in a terminal;
+    elsewhere (a pipe, nohup, CI) one plain line per step with the time elapsed, so a long
+    step is never silent."""
+    if err.is_terminal:
+        with err.status(first) as status:
+            yield lambda msg: status.update(msg)
+        return
+    t0 = time.perf_counter()
+
+    def line(msg: str) -> None:
+        err.print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", markup=False, highlight=False)
+
+    line(first)
+    yield line
+    line("done")

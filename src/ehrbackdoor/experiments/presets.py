@@ -1,8 +1,9 @@
 """Ready-made configs shipped with the package (the repository's configs/ holds the same files).
 
-The quickstart is embedded here so `ehrbackdoor demo` works from an installed package;
-tests/experiments check that it equals configs/quickstart.yaml. `REPOSITORY_CONFIGS` names the
-other configs of the repository's configs/ folder (run them with ``ehrbackdoor run
+The quickstart is embedded here so it works from an installed package; tests/experiments check
+that it equals configs/quickstart.yaml. The demo (`ehrbackdoor demo`) is its own, smaller config:
+the settings where a backdoor is visible next to the unpoisoned model's rate, and its limits. `REPOSITORY_CONFIGS`
+names the other configs of the repository's configs/ folder (run them with ``ehrbackdoor run
 configs/<name>.yaml``); tests check that each parses and expands.
 """
 
@@ -61,3 +62,39 @@ def quickstart(run_dir: str | Path) -> tuple[ExperimentConfig, str]:
     """The quickstart config (synthetic data, so nothing to resolve) and its YAML text."""
     doc = yaml.safe_load(QUICKSTART_YAML)
     return config_from_dict(doc, Path(run_dir), source="quickstart"), QUICKSTART_YAML
+
+
+DEMO_YAML = """\
+# The demo (`ehrbackdoor demo`): a backdoor and its limits in a few minutes on a generated cohort.
+# A strong temporal value trigger (and a weak one, which does not take), the VAE missing-value
+# trigger at two rates, three victims, and two detectors with a random reference.
+name: demo
+data:
+  synthetic: {stays: 2000, seed: 0}
+victims:
+  lr: {}
+  mlp: {max_epochs: 10}
+  gbdt: {}
+attacks:
+  - name: value trigger
+    trigger: temporal
+    target: 1
+    rate: 0.1
+    strength: [1.0, 4.0]
+    apply: observed
+  - name: missing-value trigger
+    trigger: missing-vae
+    target: 1
+    rate: [0.01, 0.05]
+    apply: exact
+seeds: [0]
+defences: [two-sample, mask-rarity, random]
+evaluation:
+  bootstrap: 500
+"""
+
+
+def demo(run_dir: str | Path) -> tuple[ExperimentConfig, str]:
+    """The demo config (synthetic data) and its YAML text."""
+    doc = yaml.safe_load(DEMO_YAML)
+    return config_from_dict(doc, Path(run_dir), source="demo"), DEMO_YAML

@@ -1,7 +1,9 @@
 """Aggregate a run's cells: mean and 95% confidence interval over seeds per victim and setting.
 
-The interval is Student's t over the seeds' values (mean +- t(0.975, n-1) * sd / sqrt(n)); with a
-single seed it is undefined and shown as the value alone.
+The interval is Student's t over the seeds' values (mean +- t(0.975, n-1) * sd / sqrt(n)),
+clipped to the metric's range (rates and areas in [0, 1], counts >= 0). With a single seed the
+CSV and JSON leave it empty; the tables people read then show the cell's own bootstrap interval
+over the test stays where one is stored (the attack success rates) and say so.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 
 from ehrbackdoor.experiments.store import Store
 
-FORMATS = ("markdown", "csv", "json")
+FORMATS = ("markdown", "csv", "json", "long")
 
 #: Columns that identify an attack setting (besides trigger parameters).
 SETTING_COLUMNS = ["data", "victim", "attack", "trigger", "target", "rate", "apply", "selection"]
@@ -29,20 +31,27 @@ _SETTING_SET = {*SETTING_COLUMNS, *OPTIONAL_SETTING_COLUMNS}
 
 #: Metrics shown by default, in order, with their headers.
 MAIN_METRICS = {
-    "asr": "ASR",
-    "asr_baseline": "ASR (clean model)",
-    "baseline_auroc": "AUROC clean model",
-    "clean_auroc": "AUROC poisoned model",
-    "triggered_auroc": "AUROC triggered",
-    "baseline_auprc": "AUPRC clean model",
-    "clean_auprc": "AUPRC poisoned model",
-    "triggered_auprc": "AUPRC triggered",
+    "asr": "ASR poisoned",
+    "asr_baseline": "ASR unpoisoned",
+    "baseline_auroc": "AUROC unpoisoned",
+    "clean_auroc": "AUROC poisoned, clean",
+    "triggered_auroc": "AUROC poisoned, triggered",
+    "baseline_auprc": "AUPRC unpoisoned",
+    "clean_auprc": "AUPRC poisoned, clean",
+    "triggered_auprc": "AUPRC poisoned, triggered",
     "auroc_cost": "AUROC cost",
+}
+#: Per-cell bootstrap interval columns of a metric (used for single-seed tables).
+BOOTSTRAP_CI = {
+    "asr": ("asr_ci_low", "asr_ci_high"),
+    "asr_baseline": ("asr_baseline_ci_low", "asr_baseline_ci_high"),
 }
 #: Per-cell bookkeeping, not aggregated.
 NOT_AGGREGATED = {
     "asr_ci_low",
     "asr_ci_high",
+    "asr_baseline_ci_low",
+    "asr_baseline_ci_high",
     "threshold",
     "threshold_baseline",
     "n_train",
@@ -89,10 +98,26 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
     return first + [c for c in cols if c not in MAIN_METRICS]
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+    """The range a metric's values (and so its interval) live in.
+
+    Costs are differences of two areas ([-1, 1]); counts (`n_*`) are >= 0; rates, areas under
+    curves, precisions, shares, p-values and KS statistics lie in [0, 1]; anything else is free.
+    """
+    parts = metric.split("_")
+    if metric.endswith("_cost"):
+        return (-1.0, 1.0)
+    if "n" in parts:
+        return (0.0, math.inf)
+    unit = {"asr", "auroc", "auprc", "tpr", "precision", "share", "p", "statistic", "recall"}
+    if unit & set(parts):
+        return (0.0, 1.0)
+    return (-math.inf, math.inf)
+
+
 def is_bounded(metric: str) -> bool:
-    return not metric.endswith("_cost") and (
-        metric.startswith("asr") or metric.endswith(("_auroc", "_auprc"))
-    )
+    """Whether `metric` lives in [0, 1]."""
+    return metric_range(metric) == (0.0, 1.0)
 
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -110,9 +135,12 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
     return (m, m - half, m + half)
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+def aggregate(df: pd.DataFrame, bootstrap_single: bool = False) -> pd.DataFrame:
     """Mean, CI low and CI high of every metric per setting (columns `<metric>`, `<metric>_lo`,
-    `<metric>_hi`), plus `n_seeds`; rows in the order the settings first appear."""
+    `<metric>_hi`), plus `n_seeds`; rows in the order the settings first appear.
+
+    `bootstrap_single`: a setting with one seed takes the cell's stored bootstrap interval for
+    the metrics that have one (`BOOTSTRAP_CI`) instead of none."""
     if df.empty:
         return pd.DataFrame()
     keys = setting_columns(df)
@@ -128,8 +156,12 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         row["n_seeds"] = int(g["seed"].nunique())
         for m in metrics:
             mean, lo, hi = t_interval(g[m].to_numpy(dtype=np.float64))
-            if is_bounded(m):  # rates and areas under curves live in [0, 1]
-                lo, hi = max(lo, 0.0), min(hi, 1.0)
+            ci = BOOTSTRAP_CI.get(m)
+            if bootstrap_single and len(g) == 1 and ci and set(ci) <= set(g.columns):
+                lo, hi = (float(g[c].iloc[0]) for c in ci)
+            low, high = metric_range(m)  # never an interval outside what the metric can be
+            if not math.isnan(lo):
+                lo, hi = min(max(lo, low), high), max(min(hi, high), low)
             row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean, lo, hi
         out.append(row)
     agg = pd.DataFrame(out)
@@ -151,15 +183,15 @@ def load_aggregate(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, float | np.floating):
-        return f"{v:.{digits}f}"
-    return str(v)
+    from ehrbackdoor.experiments.tables import fmt_value
+
+    return fmt_value(v, digits)
 
 
 def display_table(agg: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """Human-readable table: `mean [lo, hi]` per metric, only the columns that vary."""
+    from ehrbackdoor.experiments.tables import fmt_interval
+
     if agg.empty:
         return agg
     keys = [c for c in agg.columns if c in _SETTING_SET or c.startswith("p_")]
@@ -178,7 +210,7 @@ def display_table(agg: pd.DataFrame, metrics: list[str] | None = None) -> pd.Dat
     for m in metrics + extra:
         header = MAIN_METRICS.get(m, m)
         out[header] = [
-            _fmt(mean) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if not math.isnan(lo) else "")
+            fmt_interval(mean, lo, hi)
             for mean, lo, hi in zip(agg[m], agg[f"{m}_lo"], agg[f"{m}_hi"], strict=True)
         ]
     return out
@@ -209,8 +241,12 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_results(run_dir: str | Path, fmt: str = "markdown") -> str:
-    """The aggregated table of a run as markdown, CSV (one column per mean / CI bound) or JSON."""
+def format_results(
+    run_dir: str | Path, fmt: str = "markdown", width: int | None = None, brief: bool = False
+) -> str:
+    """The aggregated results of a run: `markdown` (tables for people, each at most `width`
+    columns wide, default the terminal's or 80), `csv` (one column per mean / CI bound), `json`
+    or `long` (CSV, one row per setting and metric); `brief` shows the main tables only."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
@@ -220,6 +256,8 @@ def format_results(run_dir: str | Path, fmt: str = "markdown") -> str:
         counts = store.counts()
     finally:
         store.close()
+    if fmt == "long":
+        return long_table(aggregate(cells, bootstrap_single=True)).to_csv(index=False)
     agg = aggregate(cells)
     if fmt == "csv":
         buf = io.StringIO()
@@ -228,11 +266,33 @@ def format_results(run_dir: str | Path, fmt: str = "markdown") -> str:
     if fmt == "json":
         records = json.loads(agg.to_json(orient="records")) if not agg.empty else []
         return json.dumps({"cells": counts, "results": records}, indent=2) + "\n"
-    head = (
-        f"{counts['ok']} cells finished, {counts['failed']} failed, {counts['pending']} pending; "
-        "mean [95% CI over seeds]"
-    )
-    const = constant_settings(agg) if not agg.empty else {}
-    if const:
-        head += "\n\nall rows: " + ", ".join(f"{k} {_fmt(v)}" for k, v in const.items())
-    return head + "\n\n" + to_markdown(display_table(agg))
+    from ehrbackdoor.experiments.readable import results_text
+
+    return results_text(aggregate(cells, bootstrap_single=True), counts, width, brief)
+
+
+def interval_kind(n_seeds: int, metric: str) -> str:
+    """What a row's interval is: `t over seeds`, `bootstrap` (one seed) or empty (none)."""
+    if n_seeds > 1:
+        return "t over seeds"
+    return "bootstrap over test stays" if metric in BOOTSTRAP_CI else ""
+
+
+def long_table(agg: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting and metric (tidy data for plotting tools): the setting columns,
+    `n_seeds`, `metric`, `mean`, `lo`, `hi` and `interval` (what kind of interval it is)."""
+    if agg.empty:
+        return pd.DataFrame(columns=["metric", "mean", "lo", "hi", "n_seeds", "interval"])
+    keys = [c for c in agg.columns if c in SETTING_COLUMNS or c.startswith("p_")]
+    metrics = [c for c in agg.columns if f"{c}_lo" in agg.columns]
+    rows = []
+    for _, r in agg.iterrows():
+        base = {k: r[k] for k in keys}
+        for m in metrics:
+            lo, hi = r[f"{m}_lo"], r[f"{m}_hi"]
+            kind = interval_kind(int(r["n_seeds"]), m) if not pd.isna(lo) else ""
+            rows.append(
+                {**base, "n_seeds": int(r["n_seeds"]), "metric": m, "mean": r[m], "lo": lo,
+                 "hi": hi, "interval": kind}
+            )
+    return pd.DataFrame(rows)

@@ -127,6 +127,15 @@ def run_experiment(
             handler.close()
 
 
+def dry_run(config: ExperimentConfig, jobs: int | None = None) -> str:
+    """What `run_experiment(config)` would do and cost, as text; runs and writes nothing."""
+    import os
+
+    from ehrbackdoor.experiments.estimate import describe, estimate
+
+    return describe(estimate(config), jobs or os.cpu_count() or 1)
+
+
 class _Run:
     def __init__(self, store: Store, plan: Plan, run_dir: Path, retry_failed: bool) -> None:
         self.store, self.plan, self.run_dir = store, plan, run_dir
@@ -341,10 +350,11 @@ class _Run:
         self.store.record_step("cell", c.key, out["timings"]["train_seconds"], "ok", out["timings"])
         self.summary.ok += 1
         log.info(
-            "cell %s (%s): ASR %.3f, clean AUROC %.3f (%.1f s)",
+            "cell %s (%s): ASR poisoned %.3f, unpoisoned %.3f; AUROC poisoned, clean %.3f (%.1f s)",
             c.key,
             _describe(c),
             out["metrics"]["asr"],
+            out["metrics"].get("asr_baseline", float("nan")),
             out["metrics"]["clean_auroc"],
             out["timings"]["cell_seconds"],
         )

@@ -184,12 +184,20 @@ def evaluate_attacked(
     p_base_att = baseline.predict_proba(attacked)
     y_trig = y_test[triggered_idx]
     asr = metrics.attack_success_rate(y_trig, p_att[triggered_idx], victim.threshold_, target)
-    asr_ci = (float("nan"), float("nan"))
+    asr_ci = asr_baseline_ci = (float("nan"), float("nan"))
     if n_bootstrap > 0:
         asr_ci = metrics.attack_success_ci(
             y_trig,
             p_att[triggered_idx],
             victim.threshold_,
+            target,
+            n_resamples=n_bootstrap,
+            seed=seed,
+        )
+        asr_baseline_ci = metrics.attack_success_ci(  # the same trigger, unpoisoned model
+            y_trig,
+            p_base_att[triggered_idx],
+            baseline.threshold_,
             target,
             n_resamples=n_bootstrap,
             seed=seed,
@@ -204,6 +212,7 @@ def evaluate_attacked(
         "asr_baseline": metrics.attack_success_rate(
             y_trig, p_base_att[triggered_idx], baseline.threshold_, target
         ),
+        "asr_baseline_ci": list(asr_baseline_ci),
         "threshold": float(victim.threshold_),
         "threshold_baseline": float(baseline.threshold_),
         "val_auprc": metrics.auprc(y_val, victim.predict_proba(val)),
@@ -227,6 +236,8 @@ def metric_columns(res: dict[str, Any]) -> dict[str, float]:
         "asr_ci_low": res["asr_ci"][0],
         "asr_ci_high": res["asr_ci"][1],
         "asr_baseline": res["asr_baseline"],
+        "asr_baseline_ci_low": res.get("asr_baseline_ci", (float("nan"),) * 2)[0],
+        "asr_baseline_ci_high": res.get("asr_baseline_ci", (float("nan"),) * 2)[1],
         "clean_auroc": res["clean"]["auroc"],
         "clean_auprc": res["clean"]["auprc"],
         "triggered_auroc": res["triggered"]["auroc"],

@@ -20,17 +20,20 @@ import pandas as pd
 
 from ehrbackdoor.experiments.results import (
     MAIN_METRICS,
+    SETTING_COLUMNS,
     aggregate,
     cells_frame,
     constant_settings,
     display_table,
 )
 from ehrbackdoor.experiments.store import Store
+from ehrbackdoor.experiments.tables import GLOSSARY
 from ehrbackdoor.io import atomic_write_text
 from ehrbackdoor.report import plots, reproduction
 
 REPORT_FILE = "report.html"
 MAX_HEATMAPS = 12
+MAX_SETTING_PANELS = 24
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -94,7 +97,7 @@ def build_report(run_dir: str | Path) -> str:
         poison_blobs = store.blobs("poison")
     finally:
         store.close()
-    agg = aggregate(cells)
+    agg = aggregate(cells, bootstrap_single=True)  # for people: one seed shows its bootstrap CI
     name = meta.get("name", run_dir.name)
     out: list[str] = [
         "<!DOCTYPE html>",
@@ -118,10 +121,10 @@ def build_report(run_dir: str | Path) -> str:
             out.append(
                 '<p class="note">All rows: '
                 + html.escape(", ".join(f"{k} {_fmt(v)}" for k, v in const.items()))
-                + ". Each value: mean [95% CI] over seeds. ASR: share of triggered test stays "
-                "classified as the target at the clean-validation threshold; AUROC cost: clean "
-                "model minus poisoned model on clean test stays.</p>"
+                + ". Each value: mean [95% CI over seeds] (one seed: the ASR's bootstrap "
+                "interval over test stays).</p>"
             )
+        out.append(f'<p class="note">{html.escape(GLOSSARY)}</p>')
         out.append(_table(display_table(agg)))
         out += _attack_plots(agg)
         out += reproduction.section(agg)
@@ -146,8 +149,9 @@ def build_report(run_dir: str | Path) -> str:
 def _attack_plots(agg: pd.DataFrame) -> list[str]:
     out = ["<h2>Attack success rate vs poisoning rate</h2>"]
     out.append(
-        '<p class="note">Solid: poisoned model (shaded: 95% CI over seeds); dotted: the same '
-        "trigger against the clean model.</p>"
+        '<p class="note">Solid: poisoned model (shaded: 95% CI over seeds, or the bootstrap '
+        "interval over test stays for one seed); dotted: the same trigger against the "
+        "unpoisoned model.</p>"
     )
     panel_keys = [
         c
@@ -158,13 +162,48 @@ def _attack_plots(agg: pd.DataFrame) -> list[str]:
         keys = keys if isinstance(keys, tuple) else (keys,)
         title = _group_title(dict(zip(panel_keys, keys, strict=True)))
         out.append(_img(plots.asr_vs_rate(g, title), f"ASR vs rate: {title}"))
-    out.append("<h2>Clean vs attacked AUROC / AUPRC</h2>")
-    for attack, g in agg.groupby("attack", sort=False):
-        out.append(_img(plots.clean_vs_attacked(g, str(attack)), f"AUROC and AUPRC: {attack}"))
+    out.append("<h2>AUROC / AUPRC: unpoisoned, poisoned on clean and on triggered stays</h2>")
+    out.append(
+        '<p class="note">One figure per attack setting (nothing is averaged over rates, '
+        "strengths, targets or apply modes). Bars: the unpoisoned model on the clean test stays, "
+        "the poisoned model on the clean test stays, and the poisoned model on the same test "
+        "stays with the trigger applied.</p>"
+    )
+    keys = [c for c in agg.columns if c in SETTING_COLUMNS or c.startswith("p_")]
+    keys = [k for k in keys if k != "victim"]
+    shown = 0
+    for vals, g in agg.groupby(keys, sort=False, dropna=False):
+        if shown >= MAX_SETTING_PANELS:
+            out.append(
+                f'<p class="note">{agg.groupby(keys, sort=False).ngroups - shown} more settings '
+                "are in the tables above.</p>"
+            )
+            break
+        title = _setting_title(dict(zip(keys, vals, strict=True)), agg)
+        out.append(_img(plots.clean_vs_attacked(g, title), f"AUROC and AUPRC: {title}"))
+        shown += 1
     out.append("<h2>Clean-performance cost of poisoning</h2>")
-    for attack, g in agg.groupby("attack", sort=False):
-        out.append(_img(plots.poisoning_cost(g, str(attack)), f"cost of poisoning: {attack}"))
+    out.append(
+        '<p class="note">Unpoisoned minus poisoned model, both on the clean test stays, against '
+        "the poisoning rate; one figure per attack and trigger parameters.</p>"
+    )
+    cost_keys = [k for k in keys if k != "rate"]
+    for vals, g in agg.groupby(cost_keys, sort=False, dropna=False):
+        title = _setting_title(dict(zip(cost_keys, vals, strict=True)), agg)
+        out.append(_img(plots.poisoning_cost(g, title), f"cost of poisoning: {title}"))
     return out
+
+
+def _setting_title(setting: dict, agg: pd.DataFrame) -> str:
+    """The setting's values that vary in the run (the attack's name always)."""
+    parts = [str(setting.get("attack", ""))]
+    for k, v in setting.items():
+        if k == "attack" or v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
+            continue
+        if agg[k].astype(str).nunique() > 1 or k in ("rate", "trigger") or k.startswith("p_"):
+            name = k[2:] if k.startswith("p_") else k
+            parts.append(f"{name} {v:g}" if isinstance(v, float) else f"{name} {v}")
+    return ", ".join(p for p in parts if p)
 
 
 def _extra_tables(agg: pd.DataFrame) -> list[str]:
@@ -289,11 +328,19 @@ def _missing_masks(data_blobs, poison_blobs) -> list[str]:
             panels.append(("... with trigger", a))
             if i >= 0:
                 break
-        title = f"{s['trigger']} trigger (apply {s['apply']}) beside typical real masks"
+        family = "missing-value" if _is_missing(s) else "value"
+        title = (
+            f"{s['trigger']} ({family} trigger, apply {s['apply']}) beside typical real masks"
+        )
         figs.append(_img(plots.masks_figure(real + panels, variables, title), title))
     if not figs:
         return []
-    return ["<h2>Missing-value triggers</h2>", *figs]
+    return [
+        "<h2>Observation masks under the triggers</h2>",
+        '<p class="note">Missing-value triggers, and value triggers whose apply mode adds '
+        "observations (each figure says which), beside real stays' masks.</p>",
+        *figs,
+    ]
 
 
 #: Apply modes only missing-value triggers accept (value triggers take `observed` or `all`).

@@ -25,6 +25,43 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
+def text_overlaps(fig) -> list[tuple[str, str]]:
+    """Pairs of visible texts of a figure whose drawn boxes overlap (tick labels, axis labels,
+    titles, legend entries): what a reader sees as labels written over each other."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    texts = []
+    for ax in fig.axes:
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        ticks = [(t, t.get_position()[0], x0, x1) for t in ax.get_xticklabels()]
+        ticks += [(t, t.get_position()[1], y0, y1) for t in ax.get_yticklabels()]
+        for t, pos, lo, hi in ticks:  # ticks outside the view limits are not drawn
+            if t.get_visible() and t.get_text() and lo - 1e-9 <= pos <= hi + 1e-9:
+                texts.append((f"tick {t.get_text()}", t.get_window_extent(r), id(ax), "tick"))
+        for t in (ax.xaxis.label, ax.yaxis.label, ax.title):
+            if t.get_visible() and t.get_text():
+                texts.append((t.get_text(), t.get_window_extent(r), id(ax), "label"))
+    for t in fig.texts:
+        if t.get_visible() and t.get_text():
+            texts.append((t.get_text(), t.get_window_extent(r), 0, "label"))
+    out = []
+    for i, (a, ba, axa, ka) in enumerate(texts):
+        for b, bb, axb, kb in texts[i + 1 :]:
+            if ka == kb == "tick" and axa == axb:
+                continue  # neighbouring ticks of one axis are matplotlib's own business
+            if ba.overlaps(bb) and ba.width > 0 and bb.width > 0:
+                out.append((a, b))
+    return out
+
+
+def _rate_axis(ax, rates) -> None:
+    """Ticks at the rates used; one rate gets one tick, not a meaningless 0.048-0.052 range."""
+    rates = sorted(set(float(r) for r in rates))
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    if len(rates) == 1:
+        ax.set_xlim(rates[0] * 0.5, rates[0] * 1.5)
+
+
 def _nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
@@ -62,12 +99,13 @@ def asr_vs_rate(agg: pd.DataFrame, title: str) -> bytes:
             ax.plot(g["rate"], g["asr_baseline"], ":", color=color, alpha=0.8)
         ax.set_title(victim)
         ax.set_xlabel("poisoning rate")
+        _rate_axis(ax, sub["rate"])
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("attack success rate")
     handles, labels = axes[0][0].get_legend_handles_labels()
     handles.append(plt.Line2D([], [], color="grey", linestyle=":"))
-    labels.append("clean model (no poisoning)")
+    labels.append("unpoisoned model, same trigger")
     fig.legend(
         handles,
         labels,
@@ -80,20 +118,23 @@ def asr_vs_rate(agg: pd.DataFrame, title: str) -> bytes:
     return png(fig)
 
 
+#: The three model/data pairs, as the README's glossary names them.
+PAIRS = [
+    ("baseline", "unpoisoned model, clean test stays"),
+    ("clean", "poisoned model, clean test stays"),
+    ("triggered", "poisoned model, triggered test stays"),
+]
+
+
 def clean_vs_attacked(agg: pd.DataFrame, title: str) -> bytes:
-    """AUROC and AUPRC per victim: clean-trained model, poisoned model on clean test stays, and
-    poisoned model on triggered test stays (mean over this attack's settings)."""
+    """AUROC and AUPRC per victim of the three model/data pairs for one attack setting (rows of
+    `agg` are one per victim; the caller makes one figure per setting, nothing is pooled)."""
     victims = list(dict.fromkeys(agg["victim"]))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    bars = [
-        ("baseline", "clean model, clean test"),
-        ("clean", "poisoned model, clean test"),
-        ("triggered", "poisoned model, triggered test"),
-    ]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
     x = np.arange(len(victims))
     w = 0.26
     for ax, metric in zip(axes, ("auroc", "auprc"), strict=True):
-        for i, (prefix, label) in enumerate(bars):
+        for i, (prefix, label) in enumerate(PAIRS):
             col = f"{prefix}_{metric}"
             vals = [agg.loc[agg["victim"] == v, col].mean() for v in victims]
             ax.bar(x + (i - 1) * w, vals, w, label=label, color=COLORS[i])
@@ -101,15 +142,16 @@ def clean_vs_attacked(agg: pd.DataFrame, title: str) -> bytes:
         ax.set_ylabel(metric.upper())
         ax.set_ylim(0, 1)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
     return png(fig)
 
 
 def poisoning_cost(agg: pd.DataFrame, title: str) -> bytes:
-    """Clean-performance cost of poisoning (clean model minus poisoned model, on clean test stays)
-    against the poisoning rate, one line per victim (mean over the other parameters)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    """Clean-performance cost of poisoning (unpoisoned minus poisoned model, on clean test stays)
+    against the poisoning rate, one line per victim and setting of `agg`."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
     for ax, metric in zip(axes, ("auroc", "auprc"), strict=True):
         col = f"{metric}_cost"
         for i, (victim, g) in enumerate(agg.groupby("victim", sort=False)):
@@ -117,10 +159,11 @@ def poisoning_cost(agg: pd.DataFrame, title: str) -> bytes:
             ax.plot(m.index, m.to_numpy(), "o-", color=COLORS[i % len(COLORS)], label=victim)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xlabel("poisoning rate")
-        ax.set_ylabel(f"{metric.upper()} lost to poisoning")
+        _rate_axis(ax, agg["rate"])
+        ax.set_ylabel(f"{metric.upper()} lost to poisoning", labelpad=6)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     return png(fig)
 
 
@@ -156,13 +199,14 @@ def masks_figure(
 ) -> bytes:
     """Observation masks (hours x variables) side by side: real stays and triggered stays."""
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(1.7 * n + 1.6, 4.6), sharey=True, squeeze=False)
+    height = max(4.6, 0.16 * len(variables) + 1.6)  # about 11 px per variable name at 100 dpi
+    fig, axes = plt.subplots(1, n, figsize=(1.7 * n + 1.6, height), sharey=True, squeeze=False)
     for k, (ax, (label, m)) in enumerate(zip(axes[0], panels, strict=True)):
         m = np.asarray(m, dtype=np.float64)
         ax.imshow(m.T, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(label, fontsize=8)
         ax.set_xlabel("hour", fontsize=8)
         if k == 0:
-            ax.set_yticks(range(len(variables)), variables, fontsize=6)
+            ax.set_yticks(range(len(variables)), variables, fontsize=8)
     fig.suptitle(title + "  (dark = observed)", fontsize=10, y=1.0)
     return png(fig)
