@@ -61,3 +61,18 @@ def test_defence_metrics_in_rows_and_report(tmp_path):
     html = write_report(tmp_path / "run").read_text()
     assert "Detection AUROC" in html and "before / after mitigation" in html
     assert "range-check" in html
+
+
+def test_detection_only_run_without_mitigation(tmp_path):
+    """`mitigation: false` scores the stays but removes and retrains nothing."""
+    cfg = config_from_dict(_doc(defences=["range-check"], mitigation=False), tmp_path)
+    s = run_experiment(cfg, tmp_path / "run", jobs=1)
+    assert (s.ok, s.failed) == (1, 0)
+    with Store.open_run(tmp_path / "run", readonly=True) as store:
+        (row,) = store.cells()
+    m = row["metrics"]
+    assert m["defence_range_check_auroc"] is not None
+    assert not any(k.endswith("_after") or k.endswith("_n_removed") for k in m)
+    with_default = config_from_dict(_doc(defences=["range-check"]), tmp_path)
+    assert with_default.digest() != cfg.digest()
+    assert "mitigation" not in with_default.canonical()

@@ -66,8 +66,10 @@ def quickstart(run_dir: str | Path) -> tuple[ExperimentConfig, str]:
 
 DEMO_YAML = """\
 # The demo (`ehrbackdoor demo`): a backdoor and its limits in a few minutes on a generated cohort.
-# A strong temporal value trigger (and a weak one, which does not take), the VAE missing-value
-# trigger at two rates, three victims, and two detectors with a random reference.
+# A strong temporal value trigger (and a weak one, which does not take) written into raw records,
+# the same trigger family written into the victims' hourly grid (the first paper's threat model:
+# strong, and caught by imputation-consistency), the VAE missing-value trigger at two rates, three
+# victims, and three detectors with a random reference.
 name: demo
 data:
   synthetic: {stays: 2000, seed: 0}
@@ -82,13 +84,23 @@ attacks:
     rate: 0.1
     strength: [1.0, 4.0]
     apply: observed
+  - name: value trigger, grid space
+    trigger: temporal
+    space: grid
+    target: 1
+    rate: 0.02
+    strength: 2.0
+    transform: none
+    bounds: clip
+    constant: pattern
+    apply: all
   - name: missing-value trigger
     trigger: missing-vae
     target: 1
     rate: [0.01, 0.05]
     apply: exact
 seeds: [0]
-defences: [two-sample, mask-rarity, random]
+defences: [two-sample, mask-rarity, imputation-consistency, random]
 evaluation:
   bootstrap: 500
 """

@@ -272,8 +272,9 @@ def cell_task(job: Job) -> dict:
         metrics.update(defence_columns(res.defences, c.victim))
         for d, entry in res.defences.items():
             key = "defence_" + d.replace("-", "_")
-            metrics[f"{key}_n_removed"] = entry["n_removed"]
-            metrics[f"{key}_n_poisoned_removed"] = entry["n_poisoned_removed"]
+            for count in ("n_removed", "n_poisoned_removed"):  # only with mitigation
+                if count in entry:
+                    metrics[f"{key}_{count}"] = entry[count]
     timings = {
         "train_seconds": round(v.train_seconds, 3),
         "eval_seconds": round(res.eval_seconds, 3),

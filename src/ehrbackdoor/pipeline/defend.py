@@ -47,7 +47,12 @@ class DefenceSpec:
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> DefenceSpec:
         """From `ExperimentConfig.defence_spec()` ({names, params, k_factor})."""
-        return cls(tuple(spec["names"]), dict(spec.get("params") or {}), spec["k_factor"])
+        return cls(
+            tuple(spec["names"]),
+            dict(spec.get("params") or {}),
+            spec["k_factor"],
+            bool(spec.get("mitigation", True)),
+        )
 
     def detectors(self, seed: int) -> dict[str, Any]:
         from ehrbackdoor.defences import make_defence

@@ -136,6 +136,8 @@ class ExperimentConfig(_Model):
     defences: list[str] = []
     defence_params: dict[str, dict[str, Any]] = {}
     k_factor: float = Field(1.5, gt=0)
+    #: False scores the stays (detection metrics) without removing them and retraining.
+    mitigation: bool = True
     victim_preset: str = "tuned"
 
     @field_validator("victim_preset")
@@ -277,6 +279,8 @@ class ExperimentConfig(_Model):
         if not self.defences:
             d.pop("defence_params")
             d.pop("k_factor")
+        if d.get("mitigation", True):  # the default leaves digests of earlier runs unchanged
+            d.pop("mitigation", None)
         if d.get("victim_preset") == "tuned":  # options at their default leave the digest alone
             d.pop("victim_preset")
         for a in d["attacks"]:
@@ -297,6 +301,7 @@ class ExperimentConfig(_Model):
                 n: dict(sorted(self.defence_params.get(n, {}).items())) for n in self.defences
             },
             "k_factor": float(self.k_factor),
+            **({} if self.mitigation else {"mitigation": False}),
         }
 
     def digest(self) -> str:
