@@ -40,6 +40,11 @@ AXES = ("target", "rate", "apply", "selection", "space", "protocol")
 AXIS_DEFAULTS = {"space": "raw", "protocol": "honest"}
 
 
+def _bad_target(t: object) -> ValueError:
+    """The one error for a target that is not a label (YAML `true` included)."""
+    return ValueError(f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -93,9 +98,7 @@ class AttackSpec(_Model):
         # YAML `true` is not the label 1: refuse it with the allowed values, in one line.
         for t in as_grid(v):
             if isinstance(t, bool):
-                raise ValueError(
-                    f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)"
-                )
+                raise _bad_target(t)
         return v
 
     @field_validator("target")
@@ -103,9 +106,7 @@ class AttackSpec(_Model):
     def _target(cls, v):
         for t in as_grid(v):
             if t not in (0, 1):
-                raise ValueError(
-                    f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)"
-                )
+                raise _bad_target(t)
         return v
 
     @field_validator("rate")
