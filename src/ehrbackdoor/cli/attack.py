@@ -47,6 +47,19 @@ VictimPreset = Annotated[str, typer.Option(help="Victim hyperparameters: tuned o
 VALUE_ATTACKS = ("temporal", "white-noise", "full-cov")
 # The CLI options that only some trigger families read (`trigger_params_from_options`).
 TRIGGER_OPTIONS = ("strength", "variable", "value", "hours", "latent_dim", "n_candidates", "epochs")
+# The options `attack` and `audit` pass to `attack_config` by name (besides the victim names).
+CONFIG_OPTIONS = (
+    "attack",
+    "target",
+    "rate",
+    "apply",
+    "selection",
+    "seed",
+    "space",
+    "protocol",
+    "victim_preset",
+    *TRIGGER_OPTIONS,
+)
 
 
 def trigger_params_from_options(attack: str, **opts) -> dict:
@@ -129,20 +142,7 @@ def request_from_options(options: dict[str, Any]) -> tuple[list[str], Any]:
     """The victim names and the checked `AttackConfig` from the options `attack` and `audit`
     share (their parameters by name), so both commands read them the same way."""
     names = split_names(options["models"])
-    config = attack_config(
-        options["attack"],
-        options["target"],
-        options["rate"],
-        options["apply"],
-        options["selection"],
-        options["seed"],
-        names,
-        options["space"],
-        options["protocol"],
-        options["victim_preset"],
-        **{k: options[k] for k in TRIGGER_OPTIONS},
-    )
-    return names, config
+    return names, attack_config(models=names, **{k: options[k] for k in CONFIG_OPTIONS})
 
 
 @friendly_errors
