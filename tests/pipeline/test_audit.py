@@ -6,17 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from ehrbackdoor.pipeline import AttackConfig
 from ehrbackdoor.pipeline.audit import AUDIT_FILE, SCORES_FILE, audit_metrics, audit_rows, run_audit
+from tests.pipeline.helpers import blatant_fixed
 
-BLATANT = AttackConfig(
-    attack="fixed",
-    target=1,
-    rate=0.05,
-    apply="all",
-    seed=0,
-    trigger_params={"variable": "HR", "value": 300.0, "hours": 48},
-)
+BLATANT = blatant_fixed("HR", 300.0, rate=0.05)
 LR = {"lr": {"C": 1e-3}}  # one regularisation candidate keeps the many refits fast
 
 

@@ -8,8 +8,9 @@ from ehrbackdoor import metrics
 from ehrbackdoor.cli import app
 from ehrbackdoor.data.load import load_cohort
 from ehrbackdoor.data.splits import Split
-from ehrbackdoor.pipeline import AttackConfig, prepare_data, run_attack
+from ehrbackdoor.pipeline import prepare_data, run_attack
 from ehrbackdoor.victims import load_victim
+from tests.pipeline.helpers import blatant_fixed
 
 runner = CliRunner()
 
@@ -61,14 +62,7 @@ def test_train_cli_writes_metrics_and_model(synth_dir, tmp_path):
 def test_blatant_trigger_reaches_high_asr(synth_dir, tmp_path):
     """End to end: a blatant fixed trigger at a high rate plants a working backdoor. (Height
     carries no mortality signal in the synthetic data, so a clean model is not fooled by it.)"""
-    config = AttackConfig(
-        attack="fixed",
-        target=1,
-        rate=0.1,
-        apply="all",
-        seed=0,
-        trigger_params={"variable": "Height", "value": 230.0, "hours": 48},
-    )
+    config = blatant_fixed("Height", 230.0, rate=0.1)
     res = run_attack(config, ["lr"], synth_dir, out=tmp_path, n_bootstrap=200)
     m = res["models"]["lr"]
     assert m["asr"] >= 0.9

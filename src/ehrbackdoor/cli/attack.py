@@ -4,7 +4,7 @@ poison detectors. Both take the same threat-model and trigger options (defined o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,6 +45,21 @@ Protocol = Annotated[
 VictimPreset = Annotated[str, typer.Option(help="Victim hyperparameters: tuned or paper.")]
 
 VALUE_ATTACKS = ("temporal", "white-noise", "full-cov")
+# The CLI options that only some trigger families read (`trigger_params_from_options`).
+TRIGGER_OPTIONS = ("strength", "variable", "value", "hours", "latent_dim", "n_candidates", "epochs")
+# The options `attack` and `audit` pass to `attack_config` by name (besides the victim names).
+CONFIG_OPTIONS = (
+    "attack",
+    "target",
+    "rate",
+    "apply",
+    "selection",
+    "seed",
+    "space",
+    "protocol",
+    "victim_preset",
+    *TRIGGER_OPTIONS,
+)
 
 
 def trigger_params_from_options(attack: str, **opts) -> dict:
@@ -123,6 +138,13 @@ def attack_config(
     return config
 
 
+def request_from_options(options: dict[str, Any]) -> tuple[list[str], Any]:
+    """The victim names and the checked `AttackConfig` from the options `attack` and `audit`
+    share (their parameters by name), so both commands read them the same way."""
+    names = split_names(options["models"])
+    return names, attack_config(models=names, **{k: options[k] for k in CONFIG_OPTIONS})
+
+
 @friendly_errors
 def attack(
     data: Data,
@@ -154,28 +176,10 @@ def attack(
     cells; missing-value triggers (missing-vae, missing-random, missing-block, missing-real)
     `delete` observations or make the mask `exact`.
     """
+    options = dict(locals())  # the shared threat-model and trigger options
     from ehrbackdoor.pipeline import run_attack
 
-    names = split_names(models)
-    config = attack_config(
-        attack,
-        target,
-        rate,
-        apply,
-        selection,
-        seed,
-        names,
-        space,
-        protocol,
-        victim_preset,
-        strength=strength,
-        variable=variable,
-        value=value,
-        hours=hours,
-        latent_dim=latent_dim,
-        n_candidates=n_candidates,
-        epochs=epochs,
-    )
+    names, config = request_from_options(options)
     check_out_dir(out)
     with step_status() as on_step:
         result = run_attack(
@@ -237,29 +241,11 @@ def audit(
     victim_preset: VictimPreset = "tuned",
 ) -> None:
     """Poison the training data, run poison detectors, retrain without the flagged stays."""
+    options = dict(locals())  # the shared threat-model and trigger options
     from ehrbackdoor.defences import parse_defences
     from ehrbackdoor.pipeline.audit import AUDIT_FILE, run_audit
 
-    names = split_names(models)
-    config = attack_config(
-        attack,
-        target,
-        rate,
-        apply,
-        selection,
-        seed,
-        names,
-        space,
-        protocol,
-        victim_preset,
-        strength=strength,
-        variable=variable,
-        value=value,
-        hours=hours,
-        latent_dim=latent_dim,
-        n_candidates=n_candidates,
-        epochs=epochs,
-    )
+    names, config = request_from_options(options)
     from ehrbackdoor.checks import check_float
 
     check_float("--k-factor", k_factor, 0.0, low_open=True)

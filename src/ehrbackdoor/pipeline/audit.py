@@ -37,6 +37,7 @@ from ehrbackdoor.pipeline.cell import (
     backdoor_summary,
     defence_columns,
     jsonable,
+    pick_columns,
 )
 from ehrbackdoor.pipeline.prepare import Prepared
 
@@ -214,6 +215,17 @@ def audit_rows(result: dict) -> list[dict[str, Any]]:
     return rows
 
 
+# The stealth columns of `audit_metrics`: where each stands in the audit's "stealth" entry.
+_STEALTH_COLUMNS = {
+    "stealth_ks_n_significant": ("ks", "n_significant"),
+    "stealth_ks_share_significant": ("ks", "share_significant"),
+    "stealth_ks_max_statistic": ("ks", "max_statistic"),
+    "stealth_mmd2": ("mmd", "mmd2"),
+    "stealth_mmd_p": ("mmd", "p"),
+    "stealth_missing_n_significant": ("missing_rate", "n_significant"),
+}
+
+
 def audit_metrics(result: dict, victim: str) -> dict[str, float | None]:
     """Flat scalar metrics of an audit for one victim, named for results stores and reports:
     ``stealth_*`` (distribution tests) and ``defence_{name}_*`` (detection and mitigation), plus
@@ -224,15 +236,6 @@ def audit_metrics(result: dict, victim: str) -> dict[str, float | None]:
     }
     st = result.get("stealth")
     if st:
-        out.update(
-            {
-                "stealth_ks_n_significant": st["ks"]["n_significant"],
-                "stealth_ks_share_significant": st["ks"]["share_significant"],
-                "stealth_ks_max_statistic": st["ks"]["max_statistic"],
-                "stealth_mmd2": st["mmd"]["mmd2"],
-                "stealth_mmd_p": st["mmd"]["p"],
-                "stealth_missing_n_significant": st["missing_rate"]["n_significant"],
-            }
-        )
+        out.update(pick_columns(st, _STEALTH_COLUMNS))
     out.update(defence_columns(result["defences"], victim))
     return out

@@ -66,6 +66,7 @@ __all__ = [
     "evaluate_attacked",
     "jsonable",
     "metric_columns",
+    "pick_columns",
     "run_cell",
 ]
 
@@ -229,28 +230,52 @@ def backdoor_summary(res: dict[str, Any], baseline: bool = False) -> dict[str, f
     return {"asr": res["asr"], "clean_auroc": s["auroc"], "clean_auprc": s["auprc"]}
 
 
+def pick_columns(res: Mapping[str, Any], paths: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """Flat columns out of a nested result: each column's value is found by following its path
+    of keys (or indices) from `res`, so results stores name every measure once."""
+    out: dict[str, Any] = {}
+    for column, path in paths.items():
+        value: Any = res
+        for key in path:
+            value = value[key]
+        out[column] = value
+    return out
+
+
+_ATTACK_COLUMNS = {
+    "asr": ("asr",),
+    "asr_ci_low": ("asr_ci", 0),
+    "asr_ci_high": ("asr_ci", 1),
+    "asr_baseline": ("asr_baseline",),
+}
+_SCORE_COLUMNS = {
+    f"{prefix}_{score}": (entry, score)
+    for prefix, entry in (
+        ("clean", "clean"),
+        ("triggered", "triggered"),
+        ("baseline", "clean_baseline"),
+        ("baseline_triggered", "triggered_baseline"),
+    )
+    for score in ("auroc", "auprc")
+}
+_THRESHOLD_COLUMNS = {
+    "threshold": ("threshold",),
+    "threshold_baseline": ("threshold_baseline",),
+    "val_auprc": ("val_auprc",),
+}
+
+
 def metric_columns(res: dict[str, Any]) -> dict[str, float]:
     """The flat metric columns of one victim's `evaluate_attacked` result (results store)."""
+    baseline_ci = res.get("asr_baseline_ci", (float("nan"),) * 2)
     return {
-        "asr": res["asr"],
-        "asr_ci_low": res["asr_ci"][0],
-        "asr_ci_high": res["asr_ci"][1],
-        "asr_baseline": res["asr_baseline"],
-        "asr_baseline_ci_low": res.get("asr_baseline_ci", (float("nan"),) * 2)[0],
-        "asr_baseline_ci_high": res.get("asr_baseline_ci", (float("nan"),) * 2)[1],
-        "clean_auroc": res["clean"]["auroc"],
-        "clean_auprc": res["clean"]["auprc"],
-        "triggered_auroc": res["triggered"]["auroc"],
-        "triggered_auprc": res["triggered"]["auprc"],
-        "baseline_auroc": res["clean_baseline"]["auroc"],
-        "baseline_auprc": res["clean_baseline"]["auprc"],
-        "baseline_triggered_auroc": res["triggered_baseline"]["auroc"],
-        "baseline_triggered_auprc": res["triggered_baseline"]["auprc"],
+        **pick_columns(res, _ATTACK_COLUMNS),
+        "asr_baseline_ci_low": baseline_ci[0],
+        "asr_baseline_ci_high": baseline_ci[1],
+        **pick_columns(res, _SCORE_COLUMNS),
         "auroc_cost": res["clean_baseline"]["auroc"] - res["clean"]["auroc"],
         "auprc_cost": res["clean_baseline"]["auprc"] - res["clean"]["auprc"],
-        "threshold": res["threshold"],
-        "threshold_baseline": res["threshold_baseline"],
-        "val_auprc": res["val_auprc"],
+        **pick_columns(res, _THRESHOLD_COLUMNS),
         **_selected_epochs(res),
     }
 

@@ -41,7 +41,7 @@ was unobserved at t-1, else ``s_t - s_{t-1}``, with ``s_t = t * timestep``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -184,20 +184,14 @@ class Grid:
     def with_values(self, values: np.ndarray, idx: np.ndarray | None = None) -> Grid:
         """A copy carrying new value columns (what scalers return), optionally for stays `idx`."""
         sel = slice(None) if idx is None else idx
-        return Grid(
+        # only the per-stay fields change; the column description and settings carry over
+        return replace(
+            self,
             values=values,
             mask=self.mask[sel],
             delta=self.delta[sel],
-            columns=self.columns,
-            mask_columns=self.mask_columns,
-            column_variable=self.column_variable,
-            column_kind=self.column_kind,
             stay_id=self.stay_id[sel],
             label=self.label[sel],
-            timestep=self.timestep,
-            hours=self.hours,
-            layout=self.layout,
-            impute=self.impute,
         )
 
     # ------------------------------------------------------------ cache round trip

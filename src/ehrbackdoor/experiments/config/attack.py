@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import (
@@ -38,6 +39,17 @@ AXES = ("target", "rate", "apply", "selection", "space", "protocol")
 #: Axes whose default value is left out of a setting (and of the config digest), so runs and
 #: results of configs that do not use them stay exactly as they were.
 AXIS_DEFAULTS = {"space": "raw", "protocol": "honest"}
+
+
+def _check_targets(v: Any, is_label: Callable[[Any], bool]) -> Any:
+    """`v` (a target or a grid of them) unchanged, or the one error for its first value that
+    `is_label` refuses (before and after pydantic's coercion: YAML `true` is refused too)."""
+    for t in as_grid(v):
+        if not is_label(t):
+            raise ValueError(
+                f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)"
+            )
+    return v
 
 
 class _Model(BaseModel):
@@ -91,22 +103,12 @@ class AttackSpec(_Model):
     @classmethod
     def _target_not_bool(cls, v):
         # YAML `true` is not the label 1: refuse it with the allowed values, in one line.
-        for t in as_grid(v):
-            if isinstance(t, bool):
-                raise ValueError(
-                    f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)"
-                )
-        return v
+        return _check_targets(v, lambda t: not isinstance(t, bool))
 
     @field_validator("target")
     @classmethod
     def _target(cls, v):
-        for t in as_grid(v):
-            if t not in (0, 1):
-                raise ValueError(
-                    f"{t!r} is not allowed; allowed: 0 (missed detection), 1 (false alarm)"
-                )
-        return v
+        return _check_targets(v, lambda t: t in (0, 1))
 
     @field_validator("rate")
     @classmethod
