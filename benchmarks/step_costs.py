@@ -64,8 +64,14 @@ def _run(run_dir: Path) -> dict:
             run = json.loads(info.read_text()).get("fit_info", {}).get("epochs_run")
             if isinstance(run, int | float) and run > 0:
                 epochs[key] = float(run)
-    return {"dir": run_dir, "cfg": cfg, "plan": expand(cfg), "steps": steps, "cells": cells,
-            "epochs": epochs}
+    return {
+        "dir": run_dir,
+        "cfg": cfg,
+        "plan": expand(cfg),
+        "steps": steps,
+        "cells": cells,
+        "epochs": epochs,
+    }
 
 
 def _wall(run_dir: Path) -> tuple[float | None, int]:
@@ -104,8 +110,11 @@ def measure(run_dirs: list[Path], base: dict) -> dict:
                 add("poison", sizes[p.data_key][0] / 1000, steps[p.key]["seconds"])
         for s in plan.scores.values():
             if s.key in steps and s.data_key in sizes:
-                add("scores", sizes[s.data_key][0] / 1000,
-                    steps[s.key]["seconds"] / max(1, len(s.defences)))
+                add(
+                    "scores",
+                    sizes[s.data_key][0] / 1000,
+                    steps[s.key]["seconds"] / max(1, len(s.defences)),
+                )
         preset = {c.baseline_key: c.victim_preset for c in plan.cells}
         vkey, xs = {}, {}
         for b in plan.baselines.values():
@@ -164,8 +173,11 @@ def measure(run_dirs: list[Path], base: dict) -> dict:
         x, y = (sum(v) for v in zip(*pts["retrain"], strict=True))
         out["defences"]["retrain_share"] = round(y / x, 3)
     out["disk"] = {k: round(float(np.mean(v))) for k, v in disk.items()}
-    out["disk"] = {"data_per_stay": out["disk"]["data"], "poison_per_stay": out["disk"]["poison"],
-                   "cell_bytes": out["disk"]["cell"]}
+    out["disk"] = {
+        "data_per_stay": out["disk"]["data"],
+        "poison_per_stay": out["disk"]["poison"],
+        "cell_bytes": out["disk"]["cell"],
+    }
     out["measured_on"] = [d.name for d in run_dirs]
     return out
 
@@ -182,12 +194,22 @@ def check(run_dirs: list[Path], costs: dict) -> list[dict]:
         keys = [k for k in done if k in est.by_key]
         e, m = sum(est.by_key[k] for k in keys), sum(done[k] for k in keys)
         wall, jobs = _wall(d)
-        row = {"run": str(d), "finished": len(keys), "planned": len(est.by_key),
-               "est_s": round(e, 1), "measured_s": round(m, 1), "ratio": round(e / m, 2)}
+        row = {
+            "run": str(d),
+            "finished": len(keys),
+            "planned": len(est.by_key),
+            "est_s": round(e, 1),
+            "measured_s": round(m, 1),
+            "ratio": round(e / m, 2),
+        }
         if wall is not None:
             ew = est.wall_seconds(jobs)
-            row |= {"jobs": jobs, "est_wall_s": round(ew, 1), "wall_s": wall,
-                    "wall_ratio": round(ew / wall, 2)}
+            row |= {
+                "jobs": jobs,
+                "est_wall_s": round(ew, 1),
+                "wall_s": wall,
+                "wall_ratio": round(ew / wall, 2),
+            }
         rows.append(row)
     return rows
 

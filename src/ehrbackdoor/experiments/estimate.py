@@ -100,9 +100,7 @@ def expected_epochs(entry: dict, params: dict, protocol: str) -> float:
     return float(params.get("max_epochs", entry["default_epochs"])) * share
 
 
-def _victim_cost(
-    costs: dict, b: Any, preset: str, n_train: float, baseline: bool = False
-) -> float:
+def _victim_cost(costs: dict, b: Any, preset: str, n_train: float, baseline: bool = False) -> float:
     v = victim_entry(costs, b.victim, preset)
     fit = v.get("baseline", v["train"]) if baseline else v["train"]
     return _lin(fit, n_train / 1000 * expected_epochs(v, b.params, b.protocol))
