@@ -77,6 +77,7 @@ def _run(run_dir: Path) -> dict:
 def _wall(run_dir: Path) -> tuple[float | None, int]:
     """(wall seconds of a run that finished, else None; parallel jobs) from its run.log."""
     text = (run_dir / "run.log").read_text(errors="replace")
+    text = text[text.rfind(" INFO run ") :]  # the last time the run was started
     done = re.findall(r"INFO done in ([0-9.]+) s", text)
     jobs = re.findall(r"executor: local, (\d+) (?:job|worker)", text)
     return (float(done[-1]) if done else None), int(jobs[-1]) if jobs else 1
