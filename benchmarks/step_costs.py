@@ -74,13 +74,15 @@ def _run(run_dir: Path) -> dict:
     }
 
 
-def _wall(run_dir: Path) -> tuple[float | None, int]:
-    """(wall seconds of a run that finished, else None; parallel jobs) from its run.log."""
+def _wall(run_dir: Path) -> tuple[float | None, int, int]:
+    """(wall seconds of the last start of a run if it finished, else None; its parallel jobs;
+    the steps and cells that start ran, fewer than planned when it reused earlier ones)."""
     text = (run_dir / "run.log").read_text(errors="replace")
     text = text[text.rfind(" INFO run ") :]  # the last time the run was started
-    done = re.findall(r"INFO done in ([0-9.]+) s", text)
+    done = re.findall(r"INFO done in ([0-9.]+) s.*steps run: (.*)", text)
     jobs = re.findall(r"executor: local, (\d+) (?:job|worker)", text)
-    return (float(done[-1]) if done else None), int(jobs[-1]) if jobs else 1
+    ran = sum(int(n) for n in re.findall(r"'\w+': (\d+)", done[-1][1])) if done else 0
+    return (float(done[-1][0]) if done else None), int(jobs[-1]) if jobs else 1, ran
 
 
 def measure(run_dirs: list[Path], base: dict) -> dict:
@@ -194,7 +196,7 @@ def check(run_dirs: list[Path], costs: dict) -> list[dict]:
         done |= {k: c["timings"]["cell_seconds"] for k, c in r["cells"].items() if c["timings"]}
         keys = [k for k in done if k in est.by_key]
         e, m = sum(est.by_key[k] for k in keys), sum(done[k] for k in keys)
-        wall, jobs = _wall(d)
+        wall, jobs, ran = _wall(d)
         row = {
             "run": str(d),
             "finished": len(keys),
@@ -203,7 +205,7 @@ def check(run_dirs: list[Path], costs: dict) -> list[dict]:
             "measured_s": round(m, 1),
             "ratio": round(e / m, 2),
         }
-        if wall is not None:
+        if wall is not None and ran == len(est.by_key):
             ew = est.wall_seconds(jobs)
             row |= {
                 "jobs": jobs,
