@@ -11,7 +11,10 @@ and prints estimate against measurement:
     python benchmarks/step_costs.py FIT_RUN... > costs.json
     python benchmarks/step_costs.py --check costs.json HELD_OUT_RUN...
 
-Victims and triggers not in the runs keep the entries of the shipped table (`--base`).
+Victims and triggers not in the runs keep the entries of the shipped table (`--base`); write the
+new table elsewhere first, then copy it over `resources/step_costs.json`. The shipped table was
+fitted on quickstart (twice), a PhysioNet lr+mlp paper-preset run and a PhysioNet lstm/gru run,
+and checked on the demo and a PhysioNet lr paper-preset grid+raw run that it was not fitted on.
 """
 
 from __future__ import annotations
