@@ -36,3 +36,37 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, monkeypatch):
     assert "cells; shared steps:" in r.output and "estimated time:" in r.output
     assert "nothing was run or written" in r.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def _priced(tmp_path, costs=None, **over):
+    from ehrbackdoor.experiments.config import load_config
+
+    doc = tiny_doc(victims={"gru": {"max_epochs": 20}}, seeds=[0], **over)
+    return estimate(load_config(write_config(tmp_path / "c", doc)), costs)
+
+
+def test_epochs_priced_by_measured_share_not_max_epochs(tmp_path):
+    from ehrbackdoor.experiments.estimate import expected_epochs
+
+    entry = {"default_epochs": 30, "epoch_share": {"honest": 0.25}}
+    assert expected_epochs(entry, {"max_epochs": 40}, "honest") == 10.0
+    assert expected_epochs(entry, {}, "paper") == 30.0  # unmeasured protocol: every epoch
+    assert expected_epochs({"train": {}}, {"max_epochs": 40}, "honest") == 1.0  # not in epochs
+    costs = load_costs()
+    full = {**costs, "victims": {k: dict(v) for k, v in costs["victims"].items()}}
+    full["victims"]["gru"]["epoch_share"] = {"honest": 1.0, "paper": 1.0}
+    early = {**full, "victims": {**full["victims"], "gru": dict(full["victims"]["gru"])}}
+    early["victims"]["gru"]["epoch_share"] = {"honest": 0.2, "paper": 1.0}
+    a, b = _priced(tmp_path, full), _priced(tmp_path, early)
+    gru = early["victims"]["gru"]["train"]
+    n_train = 400 * 0.7 / 1000
+    expect = gru["per_1000"] * n_train * 20 * 0.8 * a.n_cells  # 16 fewer epochs per cell
+    assert abs((a.seconds["cell"] - b.seconds["cell"]) - expect) < 1e-6 * max(1.0, expect)
+
+
+def test_retrain_priced_only_with_mitigation(tmp_path):
+    on = _priced(tmp_path, defences=["imputation-consistency"])
+    off = _priced(tmp_path, defences=["imputation-consistency"], mitigation=False)
+    assert on.n_cells == off.n_cells > 0
+    assert on.seconds["cell"] > off.seconds["cell"]
+    assert abs(sum(on.by_key.values()) - on.total_seconds) < 1e-6  # every step priced by key

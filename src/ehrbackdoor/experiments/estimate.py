@@ -2,11 +2,14 @@
 
 The plan (cells and the shared steps they need) is expanded exactly as a run would; each step is
 priced from a small table of measured per-step costs (`resources/step_costs.json`: seconds per
-1,000 stays, per training epoch for victims that train in epochs, and bytes per stay written),
-scaled by the config's number of stays and epochs. The table is measured with
-`benchmarks/step_costs.py` on a run directory; it ships with the package so an estimate needs no
-data and writes nothing. An estimate, not a promise: early stopping, other load on the machine and
-a data cache change the real time.
+1,000 stays, and for victims that train in epochs seconds per 1,000 training stays per epoch run;
+bytes per stay written), scaled by the config's number of stays and expected epochs. Victims are
+priced per preset where the table has one (`"mlp@paper"`), since a preset changes the network.
+Expected epochs are `max_epochs` times the share of them fits were measured to run under that
+protocol (early stopping ends honest fits early). The table is fitted with
+`benchmarks/step_costs.py` on finished run directories and checked on held-out ones; it ships with
+the package so an estimate needs no data and writes nothing. An estimate, not a promise: other load
+on the machine and a data cache change the real time.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Estimate:
     seconds: dict[str, float] = field(default_factory=dict)  # per step kind
     disk_bytes: float = 0.0
     stays: dict[str, int] = field(default_factory=dict)  # per data source label
+    by_key: dict[str, float] = field(default_factory=dict)  # seconds per step or cell key
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -81,15 +85,25 @@ def _lin(c: dict[str, float], thousands: float) -> float:
     return c.get("fixed", 0.0) + c.get("per_1000", 0.0) * thousands
 
 
-def _victim_cost(
-    costs: dict, name: str, params: dict, n_train: float, baseline: bool = False
-) -> float:
-    v = costs["victims"].get(name) or costs["victims"]["default"]
-    scale = 1.0
-    if "epochs" in v:  # trained in epochs: scale by the epochs asked for
-        scale = params.get("max_epochs", v["default_epochs"]) / v["epochs"]
+def victim_entry(costs: dict, name: str, preset: str = "tuned") -> dict:
+    """The table's entry for a victim under a preset (falling back to the victim, then a guess)."""
+    v = costs["victims"]
+    return v.get(f"{name}@{preset}") or v.get(name) or v["default"]
+
+
+def expected_epochs(entry: dict, params: dict, protocol: str) -> float:
+    """Epochs a fit is expected to run (1 for victims not trained in epochs): `max_epochs` times
+    the measured share run under `protocol` (honest early stopping usually stops well before)."""
+    if "default_epochs" not in entry:
+        return 1.0
+    share = entry.get("epoch_share", {}).get(protocol, 1.0)
+    return float(params.get("max_epochs", entry["default_epochs"])) * share
+
+
+def _victim_cost(costs: dict, b: Any, preset: str, n_train: float, baseline: bool = False) -> float:
+    v = victim_entry(costs, b.victim, preset)
     fit = v.get("baseline", v["train"]) if baseline else v["train"]
-    return _lin(fit, n_train / 1000 * scale)
+    return _lin(fit, n_train / 1000 * expected_epochs(v, b.params, b.protocol))
 
 
 def estimate(config: ExperimentConfig, costs: dict[str, Any] | None = None) -> Estimate:
@@ -108,8 +122,9 @@ def estimate(config: ExperimentConfig, costs: dict[str, Any] | None = None) -> E
         parallel_loss=float(costs.get("parallel_loss", 1.0)),
     )
 
-    def add(kind: str, seconds: float) -> None:
+    def add(kind: str, seconds: float, key: str = "") -> None:
         est.seconds[kind] = est.seconds.get(kind, 0.0) + seconds
+        est.by_key[key] = est.by_key.get(key, 0.0) + seconds
 
     sizes = {}
     for key, step in plan.data.items():
@@ -123,31 +138,33 @@ def estimate(config: ExperimentConfig, costs: dict[str, Any] | None = None) -> E
         per = costs["data"].get(kind)
         if per is None:
             est.notes.append(f"{step.label}: reading the files is not priced (not measured)")
-        add("data", _lin(per or {}, n / 1000))
+        add("data", _lin(per or {}, n / 1000), key)
         est.disk_bytes += costs["disk"]["data_per_stay"] * n
     for t in plan.triggers.values():
         fit = costs["triggers"].get(t.trigger, costs["triggers"]["default"])
-        add("trigger", _lin(fit, sizes[t.data_key][1] / 1000))
+        add("trigger", _lin(fit, sizes[t.data_key][1] / 1000), t.key)
     for p in plan.poison.values():
         n = sizes[p.data_key][0]
-        add("poison", _lin(costs["poison"], n / 1000))
+        add("poison", _lin(costs["poison"], n / 1000), p.key)
         est.disk_bytes += costs["disk"]["poison_per_stay"] * n
-    for name in dict.fromkeys(b.victim for b in plan.baselines.values()):
-        if not costs["victims"].get(name, {}).get("measured"):
-            est.notes.append(f"{name}: training cost not measured here; a rough guess")
+    preset = {c.baseline_key: c.victim_preset for c in plan.cells}
+    for name, pre in dict.fromkeys((c.victim, c.victim_preset) for c in plan.cells):
+        if not victim_entry(costs, name, pre).get("measured"):
+            est.notes.append(f"{name} ({pre}): training cost not measured here; a rough guess")
     for b in plan.baselines.values():
         _, n_train, n_eval = sizes[b.data_key]
-        add("baseline", _victim_cost(costs, b.victim, b.params, n_train, baseline=True))
+        cost = _victim_cost(costs, b, preset.get(b.key, "tuned"), n_train, baseline=True)
+        add("baseline", cost, b.key)
     for s in plan.scores.values():
         per = _lin(costs["defences"]["score"], sizes[s.data_key][0] / 1000)
-        add("scores", per * len(s.defences))
+        add("scores", per * len(s.defences), s.key)
     for c in plan.cells:
         n, n_train, n_eval = sizes[c.data_key]
-        train = _victim_cost(costs, c.victim, c.victim_params, n_train)
+        train = _victim_cost(costs, plan.baselines[c.baseline_key], c.victim_preset, n_train)
         cost = train + _lin(costs["cell"], (n_train + 2 * n_eval) / 1000)
-        if c.defence is not None:  # mitigation retrains the victim once per defence
+        if c.defence and c.defence.get("mitigation", True):  # retrains once per defence
             cost += train * len(c.defence.get("names", [])) * costs["defences"]["retrain_share"]
-        add("cell", cost)
+        add("cell", cost, c.key)
         est.disk_bytes += costs["disk"]["cell_bytes"]
     return est
 
