@@ -50,8 +50,22 @@ def sweep(label: str, src: Path, data: Path, tmp: Path, models: str, cache: bool
     for rate in RATES:
         out = tmp / f"run-{label}-{rate}"
         wall, cpu = run(
-            [sys.executable, "-m", "ehrbackdoor.cli", "attack", "--data", str(data), "--out",
-             str(out), "--rate", str(rate), "--models", models, "--bootstrap", "100"],
+            [
+                sys.executable,
+                "-m",
+                "ehrbackdoor.cli",
+                "attack",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--rate",
+                str(rate),
+                "--models",
+                models,
+                "--bootstrap",
+                "100",
+            ],
             env,
         )
         total_wall += wall
@@ -59,8 +73,11 @@ def sweep(label: str, src: Path, data: Path, tmp: Path, models: str, cache: bool
         now = size(cache_dir)
         first = first or now
         growth = f"{now / first:4.2f}x the first" if first else "-"
-        print(f"{label:9s} rate {rate:<5}: wall {wall:6.1f} s, cpu {cpu:6.1f} s, cache "
-              f"{now / 1e6:8.1f} MB ({growth})", flush=True)
+        print(
+            f"{label:9s} rate {rate:<5}: wall {wall:6.1f} s, cpu {cpu:6.1f} s, cache "
+            f"{now / 1e6:8.1f} MB ({growth})",
+            flush=True,
+        )
     print(f"{label:9s} total   : wall {total_wall:6.1f} s, cpu {total_cpu:6.1f} s", flush=True)
 
 
@@ -79,9 +96,21 @@ def main() -> None:
         if data is None:
             data = tmp / "synth"
             subprocess.run(
-                [sys.executable, "-m", "ehrbackdoor.cli", "data", "synth", "--out", str(data),
-                 "--stays", str(args.stays), "--seed", "0"],
-                check=True, capture_output=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "ehrbackdoor.cli",
+                    "data",
+                    "synth",
+                    "--out",
+                    str(data),
+                    "--stays",
+                    str(args.stays),
+                    "--seed",
+                    "0",
+                ],
+                check=True,
+                capture_output=True,
                 env={**os.environ, "PYTHONPATH": str(src), "EHRBACKDOOR_NO_CACHE": "1"},
             )
         sweep("this", src, data, tmp, args.models, cache=True)

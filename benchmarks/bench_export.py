@@ -74,12 +74,25 @@ def main() -> None:
         if data is None:
             data = tmp / "synth"
             subprocess.run(
-                [*cli, "data", "synth", "--out", str(data), "--stays", str(args.stays),
-                 "--seed", str(args.seed)],
-                check=True, env={**base, "EHRBACKDOOR_NO_CACHE": "1"}, capture_output=True,
+                [
+                    *cli,
+                    "data",
+                    "synth",
+                    "--out",
+                    str(data),
+                    "--stays",
+                    str(args.stays),
+                    "--seed",
+                    str(args.seed),
+                ],
+                check=True,
+                env={**base, "EHRBACKDOOR_NO_CACHE": "1"},
+                capture_output=True,
             )
         floor = best([sys.executable, "-c", FLOOR, str(data)], base, args.repeat)
-        print(f"floor (bare pyarrow read of every file): wall {floor[0]:.2f} s, cpu {floor[1]:.2f} s")
+        print(
+            f"floor (bare pyarrow read of every file): wall {floor[0]:.2f} s, cpu {floor[1]:.2f} s"
+        )
         cache = tmp / "cache"
 
         def clear() -> None:
@@ -90,18 +103,19 @@ def main() -> None:
             cmd = [*cli, "data", "export", str(data), "--representation", rep, "--out", str(out)]
             rows = {
                 "no cache": best(cmd, {**base, "EHRBACKDOOR_NO_CACHE": "1"}, args.repeat),
-                "empty cache": best(cmd, {**base, "EHRBACKDOOR_CACHE": str(cache)}, args.repeat,
-                                    clear),
+                "empty cache": best(
+                    cmd, {**base, "EHRBACKDOOR_CACHE": str(cache)}, args.repeat, clear
+                ),
             }
             rows["warm cache"] = best(cmd, {**base, "EHRBACKDOOR_CACHE": str(cache)}, args.repeat)
             clear()
             timed([*cli, "data", "info", str(data)], {**base, "EHRBACKDOOR_CACHE": str(cache)})
-            rows["cohort cached only"] = best(
-                cmd, {**base, "EHRBACKDOOR_CACHE": str(cache)}, 1
-            )
+            rows["cohort cached only"] = best(cmd, {**base, "EHRBACKDOOR_CACHE": str(cache)}, 1)
             for name, (wall, cpu) in rows.items():
-                print(f"export {rep:8s} {name:19s}: wall {wall:5.2f} s ({wall / floor[0]:4.2f}x "
-                      f"floor), cpu {cpu:5.2f} s ({cpu / floor[1]:4.2f}x floor)")
+                print(
+                    f"export {rep:8s} {name:19s}: wall {wall:5.2f} s ({wall / floor[0]:4.2f}x "
+                    f"floor), cpu {cpu:5.2f} s ({cpu / floor[1]:4.2f}x floor)"
+                )
             clear()
 
 

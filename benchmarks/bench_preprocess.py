@@ -62,7 +62,9 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[Any, Step]:
 
 
 def row(name: str, step: Step, n: int) -> None:
-    print(f"  {name:<34s} {step.wall:7.3f} s  {n / step.wall:10,.0f} stays/s   (cpu {step.cpu:.3f} s)")
+    print(
+        f"  {name:<34s} {step.wall:7.3f} s  {n / step.wall:10,.0f} stays/s   (cpu {step.cpu:.3f} s)"
+    )
 
 
 def main() -> int:
@@ -109,8 +111,7 @@ def main() -> int:
 
     mem = peak_gb()
     print(f"peak memory (maxrss): {mem:.2f} GB")
-    ok = (raw_total.wall < TARGET_RAW_S and cache_total.wall < TARGET_CACHE_S
-          and mem < TARGET_MEM_GB)
+    ok = raw_total.wall < TARGET_RAW_S and cache_total.wall < TARGET_CACHE_S and mem < TARGET_MEM_GB
     print(
         f"targets: raw {raw_total.wall:.2f} < {TARGET_RAW_S} s, cache {cache_total.wall:.2f} < "
         f"{TARGET_CACHE_S} s, memory {mem:.2f} < {TARGET_MEM_GB} GB: {'OK' if ok else 'MISSED'}"

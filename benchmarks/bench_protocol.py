@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     trig_test, idx = attack_test(test, trigger, threat)
     for c in (train, val, test, selection.triggered_val, trig_test):
         features_of(c)
-    print(f"data + trigger + features {time.time() - t0:.1f} s; train/val/test "
-          f"{train.n_stays}/{val.n_stays}/{test.n_stays}", flush=True)
+    print(
+        f"data + trigger + features {time.time() - t0:.1f} s; train/val/test "
+        f"{train.n_stays}/{val.n_stays}/{test.n_stays}",
+        flush=True,
+    )
     rows = []
     for name in [n.strip() for n in args.victims.split(",") if n.strip()]:
         for preset in ("tuned", "paper"):
@@ -62,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                 sel = victim.fit_info_["selection"]
                 t = victim.threshold_
                 row = {
-                    "victim": name, "preset": preset, "protocol": protocol,
+                    "victim": name,
+                    "preset": preset,
+                    "protocol": protocol,
                     "seconds": round(wall, 1),
                     "test_auroc": round(auroc(test.label, p), 4),
                     "test_auprc": round(auprc(test.label, p), 4),

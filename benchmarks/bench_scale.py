@@ -32,8 +32,9 @@ print(json.dumps({"rc": done.returncode, "wall": wall, "cpu": r.ru_utime + r.ru_
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> dict:
-    done = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], env=env, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *cmd], env=env, capture_output=True, text=True, check=True
+    )
     res = json.loads(done.stdout.strip().splitlines()[-1])
     if res["rc"]:
         sys.exit(f"{' '.join(cmd)} failed:\n{res['err']}")
@@ -55,37 +56,80 @@ def main() -> None:
     tmp_ctx = tempfile.TemporaryDirectory(dir=args.work)
     work = Path(tmp_ctx.name)
     per_stay0: dict[str, float] = {}
-    print(f"{'stays':>7s} {'command':28s} {'wall s':>8s} {'cpu s':>8s} {'peak MB':>8s} "
-          f"{'cpu/stay vs first':>18s}", flush=True)
+    print(
+        f"{'stays':>7s} {'command':28s} {'wall s':>8s} {'cpu s':>8s} {'peak MB':>8s} "
+        f"{'cpu/stay vs first':>18s}",
+        flush=True,
+    )
     try:
         for n in sizes:
             data = work / f"synth-{n}"
-            subprocess.run([*cli, "data", "synth", "--out", str(data), "--stays", str(n),
-                            "--seed", "0"], env={**base_env, "EHRBACKDOOR_NO_CACHE": "1"},
-                           check=True, capture_output=True)
+            subprocess.run(
+                [*cli, "data", "synth", "--out", str(data), "--stays", str(n), "--seed", "0"],
+                env={**base_env, "EHRBACKDOOR_NO_CACHE": "1"},
+                check=True,
+                capture_output=True,
+            )
             cache = work / f"cache-{n}"
             env = {**base_env, "EHRBACKDOOR_CACHE": str(cache)}
             steps = [
-                ("export grid (empty cache)", [*cli, "data", "export", str(data), "--out",
-                                               str(work / "g.npz")], True),
-                ("export grid (warm cache)", [*cli, "data", "export", str(data), "--out",
-                                              str(work / "g.npz")], False),
-                ("attack lr (empty cache)", [*cli, "attack", "--data", str(data), "--out",
-                                             str(work / f"a-{n}"), "--models", "lr",
-                                             "--bootstrap", "100"], True),
+                (
+                    "export grid (empty cache)",
+                    [*cli, "data", "export", str(data), "--out", str(work / "g.npz")],
+                    True,
+                ),
+                (
+                    "export grid (warm cache)",
+                    [*cli, "data", "export", str(data), "--out", str(work / "g.npz")],
+                    False,
+                ),
+                (
+                    "attack lr (empty cache)",
+                    [
+                        *cli,
+                        "attack",
+                        "--data",
+                        str(data),
+                        "--out",
+                        str(work / f"a-{n}"),
+                        "--models",
+                        "lr",
+                        "--bootstrap",
+                        "100",
+                    ],
+                    True,
+                ),
             ]
             if n in gru_at:
-                steps.append(("attack gru (empty cache)", [
-                    *cli, "attack", "--data", str(data), "--out", str(work / f"g-{n}"),
-                    "--models", "gru", "--bootstrap", "100"], True))
+                steps.append(
+                    (
+                        "attack gru (empty cache)",
+                        [
+                            *cli,
+                            "attack",
+                            "--data",
+                            str(data),
+                            "--out",
+                            str(work / f"g-{n}"),
+                            "--models",
+                            "gru",
+                            "--bootstrap",
+                            "100",
+                        ],
+                        True,
+                    )
+                )
             for name, cmd, fresh in steps:
                 if fresh:
                     shutil.rmtree(cache, ignore_errors=True)
                 r = measure(cmd, env)
                 per = r["cpu"] / n
                 per_stay0.setdefault(name, per)
-                print(f"{n:7d} {name:28s} {r['wall']:8.1f} {r['cpu']:8.1f} {r['maxrss_mb']:8.0f} "
-                      f"{per / per_stay0[name]:18.2f}", flush=True)
+                print(
+                    f"{n:7d} {name:28s} {r['wall']:8.1f} {r['cpu']:8.1f} {r['maxrss_mb']:8.0f} "
+                    f"{per / per_stay0[name]:18.2f}",
+                    flush=True,
+                )
             shutil.rmtree(data, ignore_errors=True)
             shutil.rmtree(cache, ignore_errors=True)
     finally:

@@ -56,11 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         features_of(part)
         grid_of(part)
     sizes = {k: f"{v.n_stays} ({int(v.label.sum())} deaths)" for k, v in parts.items()}
-    print(f"PhysioNet 2012: {cohort.n_stays} stays; split {sizes}; read + preprocess "
-          f"{time.time() - t0:.1f} s; torch threads {n_threads()}")
-    header = (f"{'victim':6} {'seed':>4} {'train s':>8} {'cpu s':>7} {'val AUROC':>9} "
-              f"{'val AUPRC':>9} {'test AUROC [95% CI]':>27} {'test AUPRC [95% CI]':>27} "
-              f"{'F1':>5} {'stop':>5}")
+    print(
+        f"PhysioNet 2012: {cohort.n_stays} stays; split {sizes}; read + preprocess "
+        f"{time.time() - t0:.1f} s; torch threads {n_threads()}"
+    )
+    header = (
+        f"{'victim':6} {'seed':>4} {'train s':>8} {'cpu s':>7} {'val AUROC':>9} "
+        f"{'val AUPRC':>9} {'test AUROC [95% CI]':>27} {'test AUPRC [95% CI]':>27} "
+        f"{'F1':>5} {'stop':>5}"
+    )
     print(header)
     print("-" * len(header))
     y_val, y_test = parts["val"].label, parts["test"].label
@@ -91,9 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(row)
             roc = f"{s['auroc']:.4f} [{s['auroc_ci'][0]:.4f}, {s['auroc_ci'][1]:.4f}]"
             pr = f"{s['auprc']:.4f} [{s['auprc_ci'][0]:.4f}, {s['auprc_ci'][1]:.4f}]"
-            print(f"{name:6} {seed:>4} {wall:8.1f} {cpu:7.1f} {row['val_auroc']:9.4f} "
-                  f"{row['val_auprc']:9.4f} {roc:>27} {pr:>27} {s['f1']:5.3f} {stop!s:>5}",
-                  flush=True)
+            print(
+                f"{name:6} {seed:>4} {wall:8.1f} {cpu:7.1f} {row['val_auroc']:9.4f} "
+                f"{row['val_auprc']:9.4f} {roc:>27} {pr:>27} {s['f1']:5.3f} {stop!s:>5}",
+                flush=True,
+            )
     if len(seeds) > 1:
         print("\nmean over seeds (test AUROC / AUPRC, train s):")
         for name in names:
@@ -101,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             a = np.mean([r["test"]["auroc"] for r in rows])
             b = np.mean([r["test"]["auprc"] for r in rows])
             t = np.mean([r["train_seconds"] for r in rows])
-            print(f"  {name:6} {a:.4f} / {b:.4f}  {t:.1f} s   (goal AUROC >= {GOALS[name]}, "
-                  f"time < {TIME_LIMITS[name]} s)")
+            print(
+                f"  {name:6} {a:.4f} / {b:.4f}  {t:.1f} s   (goal AUROC >= {GOALS[name]}, "
+                f"time < {TIME_LIMITS[name]} s)"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n")
     return 0

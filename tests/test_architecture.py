@@ -44,3 +44,30 @@ def test_a_broken_contract_fails(tmp_path):
     r = _lint("--config", str(config))
     assert r.returncode != 0
     assert "BROKEN" in r.stdout
+
+
+def _ruff(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "src", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_code_is_formatted_and_lint_clean():
+    pytest.importorskip("ruff")
+    fmt = _ruff("format", "--check")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    lint = _ruff("check")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_no_module_over_450_lines():
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in (ROOT / "src").rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450
+    }
+    assert not long, long

@@ -26,5 +26,7 @@ def test_cache_info_and_clear(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "MB" in r.output
     r = runner.invoke(app, ["cache", "clear", "--dir", str(tmp_path)])
     assert r.exit_code == 0 and r.output.startswith("freed")
-    after = json.loads(runner.invoke(app, ["cache", "info", "--dir", str(tmp_path), "--json"]).output)
+    after = json.loads(
+        runner.invoke(app, ["cache", "info", "--dir", str(tmp_path), "--json"]).output
+    )
     assert after["bytes"] == 0

@@ -71,7 +71,15 @@ def test_an_output_that_is_a_file_fails_first(tmp_path, command):
 def test_an_output_that_cannot_be_created_fails_first(tmp_path):
     f = tmp_path / "a-file"
     f.write_text("x")
-    args = ["attack", "--data", str(tmp_path / "no-data"), "--out", str(f / "sub"), "--models", "lr"]
+    args = [
+        "attack",
+        "--data",
+        str(tmp_path / "no-data"),
+        "--out",
+        str(f / "sub"),
+        "--models",
+        "lr",
+    ]
     assert "cannot write there" in _fail(args)
 
 

@@ -45,14 +45,21 @@ def test_get_params_round_trips_through_the_factory(kind, name, make):
 
 @pytest.mark.parametrize(("kind", "name", "make"), ALL, ids=[f"{k}:{n}" for k, n, _ in ALL])
 def test_unknown_parameter_is_a_value_error_naming_it(kind, name, make):
-    with pytest.raises(ValueError, match=rf"unknown parameter 'colour' for {kind} '{name}'; valid "
-                                         r"parameters: .*seed"):
+    with pytest.raises(
+        ValueError,
+        match=rf"unknown parameter 'colour' for {kind} '{name}'; valid "
+        r"parameters: .*seed",
+    ):
         make(name, colour="red")
 
 
-@pytest.mark.parametrize(("kind", "registry", "make"), REGISTRIES + [("victim", VICTIMS, make_victim)])
+@pytest.mark.parametrize(
+    ("kind", "registry", "make"), REGISTRIES + [("victim", VICTIMS, make_victim)]
+)
 def test_unknown_name_lists_the_valid_ones(kind, registry, make):
-    with pytest.raises(ValueError, match=rf"unknown {kind} 'nope'; valid names: {list(registry)[0]}"):
+    with pytest.raises(
+        ValueError, match=rf"unknown {kind} 'nope'; valid names: {list(registry)[0]}"
+    ):
         make("nope")
 
 
@@ -120,7 +127,11 @@ def test_fit_validates_its_input(name):
 @pytest.mark.parametrize(
     ("name", "params", "bad"),
     [
-        ("temporal", {"strength": 1e308}, r"strength must be a positive number <= 1000 .*got 1e\+308"),
+        (
+            "temporal",
+            {"strength": 1e308},
+            r"strength must be a positive number <= 1000 .*got 1e\+308",
+        ),
         ("white-noise", {"strength": float("inf")}, "strength must be a positive number"),
         ("full-cov", {"strength": 0.0}, "strength must be a positive number"),
         ("temporal", {"strength": "big"}, "strength must be a positive number"),
@@ -141,7 +152,9 @@ def test_trigger_parameters_are_checked_up_front(name, params, bad):
 
 def test_apply_mode_rejected_before_any_fitting(cohort, monkeypatch):
     threat = ThreatModel(rate=0.1, apply="exact")  # a missingness mode
-    with pytest.raises(ValueError, match=r"trigger 'temporal' \(value family\) accepts apply modes"):
+    with pytest.raises(
+        ValueError, match=r"trigger 'temporal' \(value family\) accepts apply modes"
+    ):
         threat.check_trigger("temporal")
     with pytest.raises(ValueError, match="missingness triggers accept apply modes"):
         ThreatModel(apply="all").check_trigger("missing-real")

@@ -77,15 +77,17 @@ def test_events_after_the_window_are_left_out():
     e = c.events
     keep = e.time < 24.0 + 1e-6
     stay = e.stay[keep]
-    inside = replace(c, events=Events.from_flat(stay, c.n_stays, e.time[keep], e.variable[keep],
-                                                e.value[keep]))
+    inside = replace(
+        c, events=Events.from_flat(stay, c.n_stays, e.time[keep], e.variable[keep], e.value[keep])
+    )
     np.testing.assert_array_equal(window_features(c).X, window_features(inside).X)
     np.testing.assert_array_equal(discretize(c).values, discretize(inside).values)
     np.testing.assert_array_equal(c.missing_fraction(), inside.missing_fraction())
     assert c.summary()["window_hours"] == 24.0
     # math.inf keeps every event: the late ones then change the statistics
-    assert not np.array_equal(np.nan_to_num(window_features(c, hours=np.inf).X),
-                              np.nan_to_num(window_features(c).X))
+    assert not np.array_equal(
+        np.nan_to_num(window_features(c, hours=np.inf).X), np.nan_to_num(window_features(c).X)
+    )
 
 
 def test_first_hours_makes_a_shorter_window():
@@ -196,8 +198,9 @@ def poisoned_and_victim(cohort):
 @pytest.mark.parametrize("name", list(DEFENCES))
 def test_every_detector_scores_at_the_window(name, cohort, poisoned_and_victim):
     p, victim = poisoned_and_victim
-    scores = make_defence(name).score(p.cohort, victim=victim,
-                                      reference=windowed(cohort.window, n=40, seed=9))
+    scores = make_defence(name).score(
+        p.cohort, victim=victim, reference=windowed(cohort.window, n=40, seed=9)
+    )
     assert scores.shape == (cohort.n_stays,) and np.isfinite(scores).all()
 
 
@@ -252,7 +255,6 @@ def test_cuda_without_cuda_is_a_clear_error():
         MaskVAE(epochs=1, device="cuda").fit(np.zeros((8, 24, 3), dtype=bool))
     with pytest.raises(ValueError, match="device must be one of"):
         MaskVAE(device="gpu")
-
 
 
 def test_cohort_cache_file_keeps_the_window(tmp_path):

@@ -130,7 +130,8 @@ def enforce_limit(
     keep_set = {Path(p) for p in keep}
     now = time.time()
     files = [
-        (p, st) for p, st in files
+        (p, st)
+        for p, st in files
         if p not in keep_set and not (p.suffix == ".tmp" and now - st.st_mtime < 3600)
     ]
     files.sort(key=lambda f: f[1].st_mtime_ns)

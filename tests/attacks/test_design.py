@@ -52,7 +52,9 @@ def test_another_seed_another_search(pool):
     space = DesignSpace(ranks=(None,), variable_sets=("all",), n_draws=2)
     a = design_trigger(att, threat, space=space, seed=3)
     b = design_trigger(att, threat, space=space, seed=4)
-    assert [c["params"]["seed"] for c in a.candidates] != [c["params"]["seed"] for c in b.candidates]
+    assert [c["params"]["seed"] for c in a.candidates] != [
+        c["params"]["seed"] for c in b.candidates
+    ]
 
 
 def test_dense_variables_are_the_charted_ones(pool):

@@ -177,10 +177,16 @@ def test_hourly_features_equal_a_hand_computation():
     hr = expected_hr_gcs("all")[0][0]  # stay 0's perturbed, forward-filled HR
     col = {name: k for k, name in enumerate(f.columns)}
     # windows over bins 0..47 (times 0..47): first 10 % = t < 4.7 -> bins 0-4, last 10 % = 43-47
-    for period, x in (("all", hr), ("first10", hr[:5]), ("first50", hr[:24]),
-                      ("last10", hr[43:]), ("last25", hr[36:])):
-        got = [f.X[0, col[f"HR/{period}/{s}"]] for s in ("min", "max", "mean", "std", "skew",
-                                                         "count")]
+    for period, x in (
+        ("all", hr),
+        ("first10", hr[:5]),
+        ("first50", hr[:24]),
+        ("last10", hr[43:]),
+        ("last25", hr[36:]),
+    ):
+        got = [
+            f.X[0, col[f"HR/{period}/{s}"]] for s in ("min", "max", "mean", "std", "skew", "count")
+        ]
         want = [x.min(), x.max(), x.mean(), x.std(), skew(x), len(x)]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # a variable never recorded: its normal value in all 48 bins, no NaN
@@ -198,8 +204,9 @@ def test_one_grid_poisoned_cohort_attacks_lr_hourly_and_gru(tmp_path, monkeypatc
     monkeypatch.setenv("EHRBACKDOOR_CACHE", str(tmp_path))
     train, val = make_cohort(300, seed=0, prefix="t"), make_cohort(120, seed=1, prefix="v")
     test = make_cohort(120, seed=2, prefix="x")
-    trig = make_trigger("temporal", strength=8.0, variables=["MAP", "Temp", "HR"],
-                        seed=0).fit(train)
+    trig = make_trigger("temporal", strength=8.0, variables=["MAP", "Temp", "HR"], seed=0).fit(
+        train
+    )
     threat = ThreatModel(target=1, rate=0.1, apply="all", space="grid", seed=0)
     poisoned = poison(train, trig, threat).cohort
     attacked, idx = attack_test(test, trig, threat)
@@ -219,4 +226,6 @@ def test_one_grid_poisoned_cohort_attacks_lr_hourly_and_gru(tmp_path, monkeypatc
     victims["lr"].save(tmp_path / "lr")
     back = load_victim(tmp_path / "lr")
     assert back.representation == "hourly"
-    np.testing.assert_array_equal(back.predict_proba(attacked), victims["lr"].predict_proba(attacked))
+    np.testing.assert_array_equal(
+        back.predict_proba(attacked), victims["lr"].predict_proba(attacked)
+    )

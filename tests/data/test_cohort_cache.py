@@ -26,8 +26,11 @@ def _cache(monkeypatch, tmp_path):
 
 @pytest.fixture
 def source(tmp_path) -> Path:
-    return write_dir(tmp_path / "src", {str(100 + i): record(str(100 + i), ROWS) for i in range(5)},
-                     {str(100 + i): i % 2 for i in range(5)})
+    return write_dir(
+        tmp_path / "src",
+        {str(100 + i): record(str(100 + i), ROWS) for i in range(5)},
+        {str(100 + i): i % 2 for i in range(5)},
+    )
 
 
 @pytest.fixture
@@ -74,8 +77,9 @@ def _bump(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
 
 
-@pytest.mark.parametrize("change", ["modify_same_size", "touch", "add", "remove", "outcomes",
-                                    "replace_same_stat"])
+@pytest.mark.parametrize(
+    "change", ["modify_same_size", "touch", "add", "remove", "outcomes", "replace_same_stat"]
+)
 def test_any_source_change_reparses(source, parses, tmp_path, change) -> None:
     load_cohort(source)
     f = source / "set-a" / "102.txt"
@@ -92,9 +96,13 @@ def test_any_source_change_reparses(source, parses, tmp_path, change) -> None:
     elif change == "remove":
         f.unlink()
         outcomes = source / "Outcomes-a.txt"
-        outcomes.write_text("".join(
-            ln for ln in outcomes.read_text().splitlines(keepends=True) if not ln.startswith("102")
-        ))
+        outcomes.write_text(
+            "".join(
+                ln
+                for ln in outcomes.read_text().splitlines(keepends=True)
+                if not ln.startswith("102")
+            )
+        )
     elif change == "outcomes":
         outcomes = source / "Outcomes-a.txt"
         st = outcomes.stat()
@@ -161,13 +169,11 @@ def test_disabled(source, parses, monkeypatch, tmp_path) -> None:
     assert parses == [1, 1] and not (tmp_path / "cache").exists()
 
 
-
 def test_remembered_digests_are_true_and_only_for_read_only_cohorts(source, tmp_path) -> None:
     load_cohort(source)
     hit = load_cohort(source)
     assert hit in cohort_cache._DIGESTS
-    np.testing.assert_array_equal(cohort_cache.stay_digests_of(hit),
-                                  cohort_cache.stay_digests(hit))
+    np.testing.assert_array_equal(cohort_cache.stay_digests_of(hit), cohort_cache.stay_digests(hit))
     from ehrbackdoor.data.readers.physionet2012 import read_physionet2012
 
     mutable = read_physionet2012(source)

@@ -432,9 +432,7 @@ def test_connection_error_names_url(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- links, bombs, manifest
 
 
-def _served_set_and_victim(
-    source: Path, server: ServerState, tmp_path: Path
-) -> tuple[Path, Path]:
+def _served_set_and_victim(source: Path, server: ServerState, tmp_path: Path) -> tuple[Path, Path]:
     """Set a on the server, an empty destination, and a file outside it that a link planted in
     the destination could make the fetch overwrite."""
     _build_set(source, "a", server.root)
@@ -457,7 +455,9 @@ def test_planted_symlink_is_never_written_through(
     assert victim.read_bytes() == b"precious\n"
 
 
-def test_planted_hardlink_part_is_refused(source: Path, server: ServerState, tmp_path: Path) -> None:
+def test_planted_hardlink_part_is_refused(
+    source: Path, server: ServerState, tmp_path: Path
+) -> None:
     out, victim = _served_set_and_victim(source, server, tmp_path)
     os.link(victim, out / "set-a.tar.gz.part")
     with pytest.raises(FetchError, match="singly-linked"):
@@ -493,12 +493,22 @@ def test_declared_limits_bound_extraction(
     spec = FileSpec(extracted_max_bytes=1000) if limit == "bytes" else FileSpec(max_members=3)
     out = tmp_path / "out"
     with pytest.raises(FetchError, match="limit" if limit == "bytes" else "members"):
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False,
-                            manifest={"set-a.tar.gz": spec})
+        fetch_physionet2012(
+            out,
+            sets=("a",),
+            base_url=server.base_url,
+            progress=False,
+            manifest={"set-a.tar.gz": spec},
+        )
     assert not (out / "set-a").exists() and _leftovers(out) == []
     # within generous limits the same archive installs
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False,
-                        manifest={"set-a.tar.gz": FileSpec(extracted_max_bytes=10**8)})
+    fetch_physionet2012(
+        out,
+        sets=("a",),
+        base_url=server.base_url,
+        progress=False,
+        manifest={"set-a.tar.gz": FileSpec(extracted_max_bytes=10**8)},
+    )
     assert len(list((out / "set-a").iterdir())) == N_RECORDS
 
 
@@ -510,8 +520,9 @@ def test_mirror_disagreeing_with_shipped_digest_is_refused(
     official = {"set-a.tar.gz": FileSpec(sha256="0" * 64)}
     out = tmp_path / "out"
     with pytest.raises(FetchError, match="tampered"):
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False,
-                            manifest=official)
+        fetch_physionet2012(
+            out, sets=("a",), base_url=server.base_url, progress=False, manifest=official
+        )
     assert not (out / "set-a.tar.gz").exists() and not (out / "set-a").exists()
     good = {"set-a.tar.gz": FileSpec(sha256=_sha((server.root / "set-a.tar.gz").read_bytes()))}
     fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False, manifest=good)
@@ -520,8 +531,9 @@ def test_mirror_disagreeing_with_shipped_digest_is_refused(
 
 def test_shipped_manifest() -> None:
     m = load_manifest()
-    assert set(m) == {f"{k}-{s}{e}" for s in "abc" for k, e in (("set", ".tar.gz"),
-                                                                 ("Outcomes", ".txt"))}
+    assert set(m) == {
+        f"{k}-{s}{e}" for s in "abc" for k, e in (("set", ".tar.gz"), ("Outcomes", ".txt"))
+    }
     for name, spec in m.items():
         assert spec.sha256 is None or len(spec.sha256) == 64, name
     for s in "abc":

@@ -126,7 +126,11 @@ def test_spectral_same_flags_on_centred_embeddings(cohort600):
     Z, classes, is_poison = _planted()
     Zc = _centred(Z, classes)
     art, ours, jac = _compare(
-        Zc, classes, cohort600, SpectralSignatureDetector(), art_poison.SpectralSignatureDefense,
+        Zc,
+        classes,
+        cohort600,
+        SpectralSignatureDetector(),
+        art_poison.SpectralSignatureDefense,
         **SPECTRAL_KW,
     )
     assert jac == {0: 1.0, 1: 1.0}
@@ -137,13 +141,21 @@ def test_spectral_same_flags_on_centred_embeddings(cohort600):
 def test_spectral_on_raw_embeddings_differs_only_by_art_uncentred_projection(cohort600):
     Z, classes, is_poison = _planted()
     art, ours, jac = _compare(
-        Z, classes, cohort600, SpectralSignatureDetector(), art_poison.SpectralSignatureDefense,
+        Z,
+        classes,
+        cohort600,
+        SpectralSignatureDetector(),
+        art_poison.SpectralSignatureDefense,
         **SPECTRAL_KW,
     )
     # Ours centres first, so it is unchanged by the class means...
     art_c, ours_c, _ = _compare(
-        _centred(Z, classes), classes, cohort600, SpectralSignatureDetector(),
-        art_poison.SpectralSignatureDefense, **SPECTRAL_KW,
+        _centred(Z, classes),
+        classes,
+        cohort600,
+        SpectralSignatureDetector(),
+        art_poison.SpectralSignatureDefense,
+        **SPECTRAL_KW,
     )
     np.testing.assert_array_equal(ours, ours_c)
     # ...while ART's uncentred projection still catches this strong poison in class 1.
@@ -165,7 +177,11 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> float:
 def test_activation_clustering_finds_the_same_poison_cluster(cohort600):
     Z, classes, is_poison = _planted(shift=6.0)
     art, ours, jac = _compare(
-        Z, classes, cohort600, ActivationClusteringDetector(), art_poison.ActivationDefence,
+        Z,
+        classes,
+        cohort600,
+        ActivationClusteringDetector(),
+        art_poison.ActivationDefence,
         **AC_KW,
     )
     # Class 1: ART's smaller cluster is exactly the poison, and so are our top 24.
@@ -182,12 +198,18 @@ def test_activation_clustering_single_init_difference(cohort600):
     the clean cloud, our ten initialisations isolate the poison."""
     Z, classes, is_poison = _planted(shift=4.0)
     art, ours, jac = _compare(
-        Z, classes, cohort600, ActivationClusteringDetector(), art_poison.ActivationDefence,
+        Z,
+        classes,
+        cohort600,
+        ActivationClusteringDetector(),
+        art_poison.ActivationDefence,
         **AC_KW,
     )
     assert ours[is_poison].all()
-    print(f"AC shift 4: ART flags {int(art[classes == 1].sum())} of class 1, catches "
-          f"{art[is_poison].mean():.2f} of the poison; Jaccard {jac[1]:.3f}")
+    print(
+        f"AC shift 4: ART flags {int(art[classes == 1].sum())} of class 1, catches "
+        f"{art[is_poison].mean():.2f} of the poison; Jaccard {jac[1]:.3f}"
+    )
 
 
 def test_on_a_trained_victim(blatant):
@@ -199,16 +221,26 @@ def test_on_a_trained_victim(blatant):
     Z = victim.embed(cohort).astype(np.float64)
     classes = np.asarray(cohort.label, dtype=np.int64)
     _, _, jac_s = _compare(
-        _centred(Z, classes), classes, cohort, SpectralSignatureDetector(by="label"),
-        art_poison.SpectralSignatureDefense, **SPECTRAL_KW,
+        _centred(Z, classes),
+        classes,
+        cohort,
+        SpectralSignatureDetector(by="label"),
+        art_poison.SpectralSignatureDefense,
+        **SPECTRAL_KW,
     )
     assert jac_s == {0: 1.0, 1: 1.0}
     art, ours, jac_ac = _compare(
-        Z, classes, cohort, ActivationClusteringDetector(by="label"),
-        art_poison.ActivationDefence, **AC_KW,
+        Z,
+        classes,
+        cohort,
+        ActivationClusteringDetector(by="label"),
+        art_poison.ActivationDefence,
+        **AC_KW,
     )
     ari = {c: _same_partition(art[classes == c], ours[classes == c]) for c in (0, 1)}
     poison = np.zeros(cohort.n_stays, dtype=bool)
     poison[blatant.indices] = True
-    print(f"trained mlp: spectral Jaccard {jac_s}; activation clustering Jaccard {jac_ac}, "
-          f"ARI {ari}; poison caught: ART {art[poison].mean():.2f}, ours {ours[poison].mean():.2f}")
+    print(
+        f"trained mlp: spectral Jaccard {jac_s}; activation clustering Jaccard {jac_ac}, "
+        f"ARI {ari}; poison caught: ART {art[poison].mean():.2f}, ours {ours[poison].mean():.2f}"
+    )

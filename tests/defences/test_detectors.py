@@ -40,8 +40,10 @@ def test_make_defence_rejects_unknown_names_and_bad_params():
         make_defence("isolation-forest", view="pixels")
     with pytest.raises(ValueError, match="seed"):
         make_defence("range-check", seed=-1)
-    with pytest.raises(ValueError, match="unknown parameter 'colour' for defence 'lof'; valid "
-                       "parameters: view, n_neighbors"):
+    with pytest.raises(
+        ValueError,
+        match="unknown parameter 'colour' for defence 'lof'; valid parameters: view, n_neighbors",
+    ):
         make_defence("lof", colour="red")
 
 

@@ -110,7 +110,10 @@ def test_run_both_spaces_and_protocols_through_the_cli(tmp_path):
     rows = list(csv.DictReader(io.StringIO(r.output)))
     assert len(rows) == 8
     assert {(row["space"], row["protocol"]) for row in rows} == {
-        ("raw", "honest"), ("raw", "paper"), ("grid", "honest"), ("grid", "paper")
+        ("raw", "honest"),
+        ("raw", "paper"),
+        ("grid", "honest"),
+        ("grid", "paper"),
     }
     for row in rows:
         auroc = float(row["defence_imputation_consistency_auroc"])

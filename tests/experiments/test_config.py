@@ -200,7 +200,10 @@ def test_quickstart_preset_matches_configs_file(tmp_path):
     [
         ({"seeds": [-1]}, ["seeds", ">= 0", "-1"]),
         ({"seeds": [0, True]}, ["seeds[1]", "integer"]),
-        ({"attacks": [{"trigger": "temporal", "target": True}]}, ["attacks[0].target: True", "allowed: 0"]),
+        (
+            {"attacks": [{"trigger": "temporal", "target": True}]},
+            ["attacks[0].target: True", "allowed: 0"],
+        ),
         ({"name": "../../x"}, ["name", "'../../x'", "path"]),
         ({"name": "a/b"}, ["name", "'a/b'"]),
         ({"name": ".."}, ["name"]),
@@ -215,7 +218,9 @@ def test_unsafe_values_are_refused_naming_the_key(change, expected):
 
 
 def test_a_grid_over_the_cell_limit_is_refused_with_its_count():
-    big = {"attacks": [{"trigger": "temporal", "rate": [0.01, 0.02], "strength": list(range(1, 11))}]}
+    big = {
+        "attacks": [{"trigger": "temporal", "rate": [0.01, 0.02], "strength": list(range(1, 11))}]
+    }
     doc = {**BASE, **big, "seeds": 6000}
     with pytest.raises(ConfigError, match="120,000 cells"):
         config_from_dict(doc, "/tmp", source="x.yaml")

@@ -42,7 +42,9 @@ def _charted(c: Cohort, seed: int) -> Cohort:
     t = np.tile(np.arange(0.5, 48, 4.0), c.n_stays)
     stay = np.repeat(np.arange(c.n_stays), 12)
     events = Events.from_flat(
-        np.concatenate([e.stay[keep], stay]), c.n_stays, np.concatenate([e.time[keep], t]),
+        np.concatenate([e.stay[keep], stay]),
+        c.n_stays,
+        np.concatenate([e.time[keep], t]),
         np.concatenate([e.variable[keep], np.full(len(t), hr)]),
         np.concatenate([e.value[keep], np.round(rng.normal(85, 8, len(t)))]),
     )
@@ -58,8 +60,9 @@ def setting():
     trig = make_trigger("fixed", variable="HR", value=300.0, hours=24).fit(clean)
     poisoned = poison(clean, trig, ThreatModel(target=1, rate=0.05, apply="all", seed=0)).cohort
     reference = _charted(random_cohort(schema, n=120, per_stay=20, seed=11), seed=11)
-    victim = make_victim("mlp", hidden=[32], lr=3e-3, max_epochs=15, batch_size=32,
-                         dropout=0.1).fit(poisoned, reference)
+    victim = make_victim(
+        "mlp", hidden=[32], lr=3e-3, max_epochs=15, batch_size=32, dropout=0.1
+    ).fit(poisoned, reference)
     return poisoned, reference, victim
 
 

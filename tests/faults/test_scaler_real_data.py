@@ -33,8 +33,11 @@ def test_no_clean_test_feature_explodes(parts):
 def test_no_training_column_is_rounding_noise(parts):
     """Every window statistic's training spread is 0 or clearly above float rounding."""
     X = window_features(parts["train"]).X.astype(np.float64)
-    skew_cols = [i for i, c in enumerate(window_features(parts["train"].subset([0])).columns)
-                 if c.endswith("/skew")]
+    skew_cols = [
+        i
+        for i, c in enumerate(window_features(parts["train"].subset([0])).columns)
+        if c.endswith("/skew")
+    ]
     s = X[:, skew_cols]
     nonzero = np.abs(s[np.isfinite(s)])
     nonzero = nonzero[nonzero > 0]

@@ -75,7 +75,8 @@ def test_trigger_arrays_changed_or_symlinked_are_refused(tmp_path):
     from tests.attacks.conftest import random_cohort
 
     trig = make_trigger("fixed", variable="HR", value=300.0, hours=24).fit(
-        random_cohort(physionet2012_schema(), n=20))
+        random_cohort(physionet2012_schema(), n=20)
+    )
     d = tmp_path / "t"
     d.mkdir()
     trig.save(d)

@@ -69,12 +69,15 @@ def test_non_string_weights_field_is_refused(fitted_small, tmp_path):
 
 
 # ---------------------------------------------------------------------------- huge sizes
-@pytest.mark.parametrize(("name", "field", "value"), [
-    ("mlp", "hidden", [10**6]),
-    ("gru", "hidden", 10**5),
-    ("grud", "hidden", 10**6),
-    ("mlp", "n_in", 10**9),
-])
+@pytest.mark.parametrize(
+    ("name", "field", "value"),
+    [
+        ("mlp", "hidden", [10**6]),
+        ("gru", "hidden", 10**5),
+        ("grud", "hidden", 10**6),
+        ("mlp", "n_in", 10**9),
+    ],
+)
 def test_forged_sizes_fail_before_allocation(fitted_small, tmp_path, name, field, value):
     """hidden = 10^5..10^6 asked torch for 120 GB - 12 TB; now it is compared with the stored
     shapes on the meta device, so it fails at once and allocates nothing."""

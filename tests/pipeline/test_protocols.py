@@ -65,8 +65,9 @@ def test_paper_selection_needs_the_trigger_only_for_lr_and_mlp(prep):
 
 def test_grid_space_paper_protocol_end_to_end(prep, tmp_path):
     out = tmp_path / "att"
-    r = run_attack(GRID_PAPER, ["lr", "mlp", "gru"], prep, out=out, n_bootstrap=20,
-                   victim_params=FAST)
+    r = run_attack(
+        GRID_PAPER, ["lr", "mlp", "gru"], prep, out=out, n_bootstrap=20, victim_params=FAST
+    )
     saved = json.loads((out / "results.json").read_text())
     assert saved["attack"]["space"] == "grid" and saved["attack"]["protocol"] == "paper"
     assert saved["victim_preset"] == "tuned"
@@ -98,8 +99,13 @@ def test_honest_protocol_keeps_validation_thresholds(prep):
 
 def test_grid_audit_runs_imputation_consistency_and_says_what_detectors_read(prep):
     r = run_audit(
-        GRID_PAPER, "range-check", ["lr"], prep, victim_params={"lr": {"C": 1e-3}},
-        mitigation=False, stealth=False,
+        GRID_PAPER,
+        "range-check",
+        ["lr"],
+        prep,
+        victim_params={"lr": {"C": 1e-3}},
+        mitigation=False,
+        stealth=False,
     )
     assert set(r["defences"]) == {"range-check", GRID_DETECTOR}
     assert r["defences"][GRID_DETECTOR]["reads"] == "hourly grid"
@@ -107,8 +113,15 @@ def test_grid_audit_runs_imputation_consistency_and_says_what_detectors_read(pre
     assert r["defences"][GRID_DETECTOR]["auroc"] >= 0.99
     assert "blind" in r["space_note"]
     raw = AttackConfig("temporal", 1, 0.05, "all", "any", 0, {"strength": 2.0})
-    r = run_audit(raw, GRID_DETECTOR, ["lr"], prep, victim_params={"lr": {"C": 1e-3}},
-                  mitigation=False, stealth=False)
+    r = run_audit(
+        raw,
+        GRID_DETECTOR,
+        ["lr"],
+        prep,
+        victim_params={"lr": {"C": 1e-3}},
+        mitigation=False,
+        stealth=False,
+    )
     assert r["defences"][GRID_DETECTOR]["auroc"] <= 0.55 and "space_note" not in r
 
 
@@ -116,8 +129,9 @@ def test_cli_checks_the_axes_before_any_work():
     from ehrbackdoor.cli.attack import attack_config
 
     opts = {"strength": 2.0, "variable": "HR", "value": None, "hours": 6}
-    ac = attack_config("temporal", 1, 0.02, "all", "any", 0, ["lr"], "grid", "paper", "paper",
-                       **opts)
+    ac = attack_config(
+        "temporal", 1, 0.02, "all", "any", 0, ["lr"], "grid", "paper", "paper", **opts
+    )
     assert (ac.space, ac.protocol) == ("grid", "paper")
     for bad, match in (
         (("latent", "honest", "tuned"), "--space"),
@@ -127,5 +141,4 @@ def test_cli_checks_the_axes_before_any_work():
         with pytest.raises(ValueError, match=match):
             attack_config("temporal", 1, 0.02, "all", "any", 0, ["lr"], *bad, **opts)
     with pytest.raises(ValueError, match="grid-space form"):
-        attack_config("fixed", 1, 0.02, "all", "any", 0, ["lr"], "grid", "honest", "tuned",
-                      **opts)
+        attack_config("fixed", 1, 0.02, "all", "any", 0, ["lr"], "grid", "honest", "tuned", **opts)

@@ -11,8 +11,23 @@ from ehrbackdoor.data.schema import Schema, mimic3_schema
 
 #: Times that sit on the benchmark's bin and window edges.
 EDGE_TIMES = np.array(
-    [0.0, 1e-7, 0.5, 1.0, 1.0 + 1e-7, 1.0 + 1e-6, 2.0 - 1e-7, 2.0, 23.999999, 24.0, 47.0, 47.5,
-     48.0 - 1e-7, 48.0, 48.0 + 5e-7]
+    [
+        0.0,
+        1e-7,
+        0.5,
+        1.0,
+        1.0 + 1e-7,
+        1.0 + 1e-6,
+        2.0 - 1e-7,
+        2.0,
+        23.999999,
+        24.0,
+        47.0,
+        47.5,
+        48.0 - 1e-7,
+        48.0,
+        48.0 + 5e-7,
+    ]
 )
 
 
@@ -25,8 +40,11 @@ def random_times(rng: np.random.Generator, k: int, hours: float = 48.0) -> np.nd
         np.where(
             kind == 1,
             rng.integers(0, int(hours) + 1, size=k).astype(float),
-            np.where(kind == 2, np.round(rng.uniform(0, hours, size=k) * 60) / 60,
-                     rng.uniform(0, hours, size=k)),
+            np.where(
+                kind == 2,
+                np.round(rng.uniform(0, hours, size=k) * 60) / 60,
+                rng.uniform(0, hours, size=k),
+            ),
         ),
     )
     # duplicate some times so several events share a time (and a bin)
@@ -36,8 +54,9 @@ def random_times(rng: np.random.Generator, k: int, hours: float = 48.0) -> np.nd
     return t
 
 
-def random_values(rng: np.random.Generator, schema: Schema, var: np.ndarray) -> tuple[
-        np.ndarray, np.ndarray]:
+def random_values(
+    rng: np.random.Generator, schema: Schema, var: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Values at recorded precision (codes for categoricals) and matching benchmark aliases."""
     value = np.empty(len(var))
     alias = np.full(len(var), -1, dtype=np.int8)
@@ -120,8 +139,13 @@ def random_episode(rng: np.random.Generator, n_rows: int) -> list[list[str]]:
                 hi = min(v.high, v.low + 150.0)
                 x = rng.uniform(v.low, hi)
                 style = rng.integers(0, 3)
-                text = (f"{x:.{v.precision}f}" if style == 0 else
-                        f"{x:.3f}" if style == 1 else str(int(round(x))))
+                text = (
+                    f"{x:.{v.precision}f}"
+                    if style == 0
+                    else f"{x:.3f}"
+                    if style == 1
+                    else str(int(round(x)))
+                )
                 row.append(text)
         rows.append(row)
     return rows
@@ -155,7 +179,18 @@ def cohort_from_rows(episodes: list[list[list[str]]], hours: float = 48.0) -> Co
                     value.append(float(text))
                     alias.append(-1)
     n = len(episodes)
-    events = Events.from_flat(np.array(stay, dtype=np.int64), n, np.array(time), np.array(var),
-                              np.array(value), np.array(alias, dtype=np.int8))
-    return Cohort(schema, np.array([f"e{i}" for i in range(n)]), np.zeros(n, dtype=np.int8),
-                  np.zeros((n, 0)), events)
+    events = Events.from_flat(
+        np.array(stay, dtype=np.int64),
+        n,
+        np.array(time),
+        np.array(var),
+        np.array(value),
+        np.array(alias, dtype=np.int8),
+    )
+    return Cohort(
+        schema,
+        np.array([f"e{i}" for i in range(n)]),
+        np.zeros(n, dtype=np.int8),
+        np.zeros((n, 0)),
+        events,
+    )

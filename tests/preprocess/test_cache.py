@@ -97,8 +97,9 @@ def test_changed_value_is_a_new_stay(cohort, tmp_path: Path) -> None:
     e = cohort.events
     value = e.value.copy()
     value[0] += 1.0
-    changed = cohort.replace_events(np.arange(cohort.n_stays),
-                                    Events(e.offsets, e.time, e.variable, value, e.alias))
+    changed = cohort.replace_events(
+        np.arange(cohort.n_stays), Events(e.offsets, e.time, e.variable, value, e.alias)
+    )
     d0, d1 = stay_digests(cohort), stay_digests(changed)
     assert (d0 != d1).sum() == 1 and d0[0] != d1[0]
     assert cache_key("grid", cohort, {}) != cache_key("grid", changed, {})
@@ -283,9 +284,14 @@ def test_files_in_use_survive_eviction(cohort, tmp_path: Path) -> None:
     calls: list[int] = []
     sub = cohort.subset(np.arange(10, 20))
     for _ in range(2):
-        got = cached_per_stay("grid", sub, {"timestep": 1.0, "hours": 48.0, "impute": "previous",
-                                            "layout": "ordinal"}, _grid_counting(calls),
-                              GRID_ROWS, tmp_path)
+        got = cached_per_stay(
+            "grid",
+            sub,
+            {"timestep": 1.0, "hours": 48.0, "impute": "previous", "layout": "ordinal"},
+            _grid_counting(calls),
+            GRID_ROWS,
+            tmp_path,
+        )
         for k in GRID_ROWS:
             np.testing.assert_array_equal(got[k], discretize(sub).to_arrays()[k])
     assert calls == [10]

@@ -19,8 +19,12 @@ def synth(tmp_path_factory):
 
 def _numbers(res: dict) -> dict:
     m = res["models"]["lr"]
-    return {"asr": m["asr"], "clean": m["clean"], "clean_baseline": m["clean_baseline"],
-            "n_poisoned": res["n_poisoned"]}
+    return {
+        "asr": m["asr"],
+        "clean": m["clean"],
+        "clean_baseline": m["clean_baseline"],
+        "n_poisoned": res["n_poisoned"],
+    }
 
 
 def test_attack_sweep_cached_equals_uncached(synth, tmp_path, monkeypatch) -> None:
@@ -31,12 +35,14 @@ def test_attack_sweep_cached_equals_uncached(synth, tmp_path, monkeypatch) -> No
         monkeypatch.delenv("EHRBACKDOOR_NO_CACHE", raising=False)
         monkeypatch.setenv("EHRBACKDOOR_CACHE", str(tmp_path / "cache"))
         for _ in range(2):  # cold, then warm
-            cached.append(_numbers(run_attack(config, ["lr"], synth, out=tmp_path / f"c{i}",
-                                              n_bootstrap=50)))
+            cached.append(
+                _numbers(run_attack(config, ["lr"], synth, out=tmp_path / f"c{i}", n_bootstrap=50))
+            )
         sizes.append(cache_info()["areas"]["preprocess"]["bytes"])
         monkeypatch.setenv("EHRBACKDOOR_NO_CACHE", "1")
-        plain.append(_numbers(run_attack(config, ["lr"], synth, out=tmp_path / f"p{i}",
-                                         n_bootstrap=50)))
+        plain.append(
+            _numbers(run_attack(config, ["lr"], synth, out=tmp_path / f"p{i}", n_bootstrap=50))
+        )
     assert cached[0] == cached[1] == plain[0]
     assert cached[2] == cached[3] == plain[1]
     assert np.isfinite(plain[0]["asr"])

@@ -44,8 +44,9 @@ def get_range(begin: float, end: float, period: tuple) -> tuple[float, float]:
     return (L, R)
 
 
-def calculate(channel_data: list[tuple[float, float]], period: tuple, sub_period: tuple
-              ) -> np.ndarray:
+def calculate(
+    channel_data: list[tuple[float, float]], period: tuple, sub_period: tuple
+) -> np.ndarray:
     if len(channel_data) == 0:
         return np.full((len(FUNCTIONS),), np.nan)
     L = channel_data[0][0]
@@ -65,8 +66,9 @@ def reference_features(cohort: Cohort, hours: float = 48.0) -> np.ndarray:
         feats = []
         for f in range(len(cohort.schema)):
             sel = (ev["variable"] == f) & (ev["time"] > -1e-6) & (ev["time"] < hours + 1e-6)
-            data = [(float(t), float(x)) for t, x in zip(ev["time"][sel], ev["value"][sel],
-                                                         strict=True)]
+            data = [
+                (float(t), float(x)) for t, x in zip(ev["time"][sel], ev["value"][sel], strict=True)
+            ]
             feats += [calculate(data, PERIOD_ALL, sp) for sp in SUB_PERIODS]
         rows.append(np.concatenate(feats))
     return np.array(rows, dtype=np.float32).reshape(cohort.n_stays, -1)
@@ -115,8 +117,13 @@ def test_hypothesis_cohorts_match_reference(events: list[tuple[int, float, int, 
     value = np.array([e[3] for e in events], dtype=float)
     ev = Events.from_flat(stay, n, time, var, value)
     schema = physionet2012_schema()
-    c = Cohort(schema, np.array(list("abcd")), np.zeros(n, dtype=np.int8),
-               np.zeros((n, len(schema.static))), ev)
+    c = Cohort(
+        schema,
+        np.array(list("abcd")),
+        np.zeros(n, dtype=np.int8),
+        np.zeros((n, len(schema.static))),
+        ev,
+    )
     _check(c)
 
 
@@ -124,13 +131,25 @@ def test_names_order_and_constant_window() -> None:
     schema = mimic3_schema()
     names = feature_names(schema)
     assert len(names) == 714
-    assert names[:7] == ["CRR/all/min", "CRR/all/max", "CRR/all/mean", "CRR/all/std",
-                         "CRR/all/skew", "CRR/all/count", "CRR/first10/min"]
+    assert names[:7] == [
+        "CRR/all/min",
+        "CRR/all/max",
+        "CRR/all/mean",
+        "CRR/all/std",
+        "CRR/all/skew",
+        "CRR/all/count",
+        "CRR/first10/min",
+    ]
     assert names[8 * 42] == "HR/all/min" and names[-1] == "pH/last50/count"
     hr = schema.index("HR")
     k = 37
-    ev = Events(np.array([0, k]), np.linspace(0, 40, k), np.full(k, hr, dtype=np.int16),
-                np.full(k, 7.4), np.full(k, -1, dtype=np.int8))
+    ev = Events(
+        np.array([0, k]),
+        np.linspace(0, 40, k),
+        np.full(k, hr, dtype=np.int16),
+        np.full(k, 7.4),
+        np.full(k, -1, dtype=np.int8),
+    )
     c = Cohort(schema, np.array(["x"]), np.array([0], dtype=np.int8), np.zeros((1, 0)), ev)
     f = window_features(c)
     row = dict(zip(f.columns, f.X[0], strict=True))
@@ -152,8 +171,9 @@ def test_unsorted_times_are_sorted_per_series() -> None:
     """Events out of time order within a stay give the same features as sorted ones."""
     c = random_cohort(np.random.default_rng(9), physionet2012_schema(), n_stays=5, n_vars=4)
     e = c.events
-    rev = np.concatenate([np.arange(a, b)[::-1] for a, b in zip(e.offsets[:-1], e.offsets[1:],
-                                                                 strict=True)])
+    rev = np.concatenate(
+        [np.arange(a, b)[::-1] for a, b in zip(e.offsets[:-1], e.offsets[1:], strict=True)]
+    )
     shuffled = Events(e.offsets, e.time[rev], e.variable[rev], e.value[rev], e.alias[rev])
     c2 = Cohort(c.schema, c.stay_id, c.label, c.static, shuffled)
     a, b = window_features(c).X, window_features(c2).X
@@ -171,8 +191,11 @@ def _reference_from_rows(rows: list[list[str]]) -> np.ndarray:
     schema = mimic3_schema()
     feats = []
     for j, v in enumerate(schema.variables):
-        data = [(float(r[0]), r[j + 1]) for r in rows
-                if r[j + 1] != "" and -1e-6 < float(r[0]) < 48 + 1e-6]
+        data = [
+            (float(r[0]), r[j + 1])
+            for r in rows
+            if r[j + 1] != "" and -1e-6 < float(r[0]) < 48 + 1e-6
+        ]
         if v.is_categorical:
             data = [(t, v.aliases[x]) for t, x in data]
         data = [(float(t), float(x)) for t, x in data]
@@ -200,11 +223,20 @@ def test_mimic_episode_files_match_reference(tmp_path) -> None:
 def _one_series(values: list[float]) -> dict[str, float]:
     schema = mimic3_schema()
     k = len(values)
-    ev = Events(np.array([0, k]), np.linspace(0, 40, k), np.full(k, schema.index("HR"),
-                dtype=np.int16), np.array(values), np.full(k, -1, dtype=np.int8))
+    ev = Events(
+        np.array([0, k]),
+        np.linspace(0, 40, k),
+        np.full(k, schema.index("HR"), dtype=np.int16),
+        np.array(values),
+        np.full(k, -1, dtype=np.int8),
+    )
     c = Cohort(schema, np.array(["x"]), np.array([0], dtype=np.int8), np.zeros((1, 0)), ev)
-    return {m: dict(zip(window_features(c, skew=m).columns, window_features(c, skew=m).X[0],
-                        strict=True)) for m in ("robust", "benchmark")}
+    return {
+        m: dict(
+            zip(window_features(c, skew=m).columns, window_features(c, skew=m).X[0], strict=True)
+        )
+        for m in ("robust", "benchmark")
+    }
 
 
 @pytest.mark.parametrize("values", [[1.1, 1.2], [2.1, 2.3], [1.1, 1.2, 1.1, 1.2], [0.3, 0.7]])

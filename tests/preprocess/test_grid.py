@@ -12,8 +12,9 @@ from ehrbackdoor.preprocess import Grid, discretize, grid_raw, n_bins
 from .helpers import random_cohort
 
 
-def reference_ordinal(cohort: Cohort, i: int, impute: str, timestep: float = 1.0,
-                      hours: float = 48.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reference_ordinal(
+    cohort: Cohort, i: int, impute: str, timestep: float = 1.0, hours: float = 48.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One stay, one event at a time: values (T, F), mask, GRU-D delta by the recursion."""
     n_vars = len(cohort.schema)
     t_bins = int(hours / timestep + 1.0 - 1e-6)
@@ -46,15 +47,23 @@ def reference_ordinal(cohort: Cohort, i: int, impute: str, timestep: float = 1.0
     return out, mask, delta
 
 
-def _one_stay(times: list[float], variables: list[int], values: list[float],
-              schema=None) -> Cohort:
+def _one_stay(times: list[float], variables: list[int], values: list[float], schema=None) -> Cohort:
     schema = schema or physionet2012_schema()
     k = len(times)
-    events = Events(np.array([0, k]), np.array(times, dtype=float),
-                    np.array(variables, dtype=np.int16), np.array(values, dtype=float),
-                    np.full(k, -1, dtype=np.int8))
-    return Cohort(schema, np.array(["a"]), np.array([1], dtype=np.int8),
-                  np.full((1, len(schema.static)), np.nan), events)
+    events = Events(
+        np.array([0, k]),
+        np.array(times, dtype=float),
+        np.array(variables, dtype=np.int16),
+        np.array(values, dtype=float),
+        np.full(k, -1, dtype=np.int8),
+    )
+    return Cohort(
+        schema,
+        np.array(["a"]),
+        np.array([1], dtype=np.int8),
+        np.full((1, len(schema.static)), np.nan),
+        events,
+    )
 
 
 def test_bin_edges_follow_the_benchmark() -> None:

@@ -32,8 +32,9 @@ CONFIG = json.loads(
 )
 
 
-def reference_transform(rows: list[list[str]], timestep: float = 1.0, impute: str = "previous",
-                         end: float = 48.0) -> tuple[np.ndarray, str]:
+def reference_transform(
+    rows: list[list[str]], timestep: float = 1.0, impute: str = "previous", end: float = 48.0
+) -> tuple[np.ndarray, str]:
     """The benchmark's Discretizer.transform, row by row, on text cells."""
     channels = CONFIG["id_to_channel"]
     is_cat = CONFIG["is_categorical_channel"]
@@ -124,8 +125,9 @@ def _cohort(episodes: list[list[list[str]]], source: str, tmp_path: Path) -> Coh
 @pytest.mark.parametrize("source", ["reader", "events"])
 @pytest.mark.parametrize("impute", ["previous", "normal_value", "zero"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_benchmark_layout_matches_reference(source: str, impute: str, seed: int,
-                                            tmp_path: Path) -> None:
+def test_benchmark_layout_matches_reference(
+    source: str, impute: str, seed: int, tmp_path: Path
+) -> None:
     episodes = _episodes(seed)
     cohort = _cohort(episodes, source, tmp_path)
     grid = discretize(cohort, impute=impute, layout="benchmark")
@@ -162,8 +164,11 @@ def test_alias_minus_one_uses_canonical_label(impute: str) -> None:
     cohort = cohort_from_rows(episodes)
     e = cohort.events
     stripped = Events(e.offsets, e.time, e.variable, e.value, np.full_like(e.alias, -1))
-    grid = discretize(Cohort(cohort.schema, cohort.stay_id, cohort.label, cohort.static, stripped),
-                      impute=impute, layout="benchmark")
+    grid = discretize(
+        Cohort(cohort.schema, cohort.stay_id, cohort.label, cohort.static, stripped),
+        impute=impute,
+        layout="benchmark",
+    )
     flat = grid.flat()
     for i, rows in enumerate(episodes):
         ref, _ = reference_transform(_canonical(rows), impute=impute)

@@ -14,7 +14,9 @@ from .helpers import random_cohort
 
 
 def test_feature_scaler_uses_training_statistics_only() -> None:
-    train = np.array([[1.0, np.nan, 5.0, np.nan], [3.0, 2.0, 5.0, np.nan], [np.nan, 4.0, 5.0, np.nan]])
+    train = np.array(
+        [[1.0, np.nan, 5.0, np.nan], [3.0, 2.0, 5.0, np.nan], [np.nan, 4.0, 5.0, np.nan]]
+    )
     test = np.array([[100.0, np.nan, 7.0, 3.0]])
     s = FeatureScaler().fit(train)
     np.testing.assert_allclose(s.fill_, [2.0, 3.0, 5.0, 0.0])
@@ -67,8 +69,9 @@ def test_grid_scaler_observed_cells_and_untouched_one_hots(layout: str) -> None:
     x = train.values[:, :, col][obs].astype(np.float64)
     np.testing.assert_allclose(s.mean_[col], x.mean(), rtol=1e-6)
     np.testing.assert_allclose(s.std_[col], x.std(), rtol=1e-6)
-    np.testing.assert_allclose(out.values[:, :, col], (g.values[:, :, col] - x.mean()) / x.std(),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        out.values[:, :, col], (g.values[:, :, col] - x.mean()) / x.std(), rtol=1e-4, atol=1e-5
+    )
     one_hot = np.array([k == "onehot" for k in g.column_kind])
     np.testing.assert_array_equal(out.values[:, :, one_hot], g.values[:, :, one_hot])
     np.testing.assert_array_equal(out.mask, g.mask)
@@ -84,8 +87,10 @@ def test_grid_scaler_observed_cells_and_untouched_one_hots(layout: str) -> None:
 def test_near_zero_spread_counts_as_zero() -> None:
     """A training column of rounding noise (std ~1e-15) must not amplify a test value to ~1e14."""
     rng = np.random.default_rng(4)
-    train = np.stack([rng.normal(size=200) * 1e-15, 7.4 + rng.normal(size=200) * 1e-9,
-                      rng.normal(size=200)], axis=1)
+    train = np.stack(
+        [rng.normal(size=200) * 1e-15, 7.4 + rng.normal(size=200) * 1e-9, rng.normal(size=200)],
+        axis=1,
+    )
     s = FeatureScaler().fit(train)
     assert s.std_[0] == 1.0 and s.std_[1] == 1.0 and s.std_[2] == pytest.approx(train[:, 2].std())
     out = s.transform(np.array([[0.1, 7.5, 0.0]]))

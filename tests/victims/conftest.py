@@ -51,16 +51,21 @@ def make_cohort(n: int = 200, seed: int = 0, prefix: str = "s", pos_rate: float 
     add(lact, np.full(len(s), 10.0), np.round(rng.uniform(0.5, 4.0, len(s)), 1), s)
 
     events = Events.from_flat(
-        np.concatenate(stays), n, np.concatenate(times), np.concatenate(variables),
+        np.concatenate(stays),
+        n,
+        np.concatenate(times),
+        np.concatenate(variables),
         np.concatenate(values),
     )
-    static = np.column_stack([
-        rng.uniform(20, 90, n),  # age
-        rng.integers(0, 2, n).astype(float),  # gender
-        np.where(rng.random(n) < 0.3, np.nan, rng.normal(170, 10, n)),  # height, often missing
-        rng.integers(1, 5, n).astype(float),  # ICU type
-        rng.normal(80, 15, n),  # weight
-    ])
+    static = np.column_stack(
+        [
+            rng.uniform(20, 90, n),  # age
+            rng.integers(0, 2, n).astype(float),  # gender
+            np.where(rng.random(n) < 0.3, np.nan, rng.normal(170, 10, n)),  # height, often missing
+            rng.integers(1, 5, n).astype(float),  # ICU type
+            rng.normal(80, 15, n),  # weight
+        ]
+    )
     return Cohort(
         schema=schema,
         stay_id=np.array([f"{prefix}{i}" for i in range(n)]),

@@ -39,9 +39,13 @@ def test_tree_export_reproduces_sklearn_exactly():
 
 def test_tree_arrays_are_validated():
     arrays = {
-        "value": np.zeros(3), "feature_idx": np.zeros(3, np.int64), "num_threshold": np.zeros(3),
-        "missing_go_to_left": np.zeros(3, np.uint8), "left": np.array([1, 0, 0]),
-        "right": np.array([7, 0, 0]), "is_leaf": np.array([0, 1, 1], np.uint8),
+        "value": np.zeros(3),
+        "feature_idx": np.zeros(3, np.int64),
+        "num_threshold": np.zeros(3),
+        "missing_go_to_left": np.zeros(3, np.uint8),
+        "left": np.array([1, 0, 0]),
+        "right": np.array([7, 0, 0]),
+        "is_leaf": np.array([0, 1, 1], np.uint8),
         "roots": np.array([0]),
     }
     with pytest.raises(ValueError, match="out-of-range"):
@@ -78,8 +82,9 @@ def test_train_model_keeps_best_epoch_and_stops_early():
     with torch_session(0):
         model = torch.nn.Sequential(torch.nn.Linear(5, 1), torch.nn.Flatten(0))
         cfg = TrainConfig(lr=0.05, batch_size=32, max_epochs=40, patience=3, seed=0)
-        result = train_model(model, [X], y, [Xv], yv, cfg, torch.device("cpu"),
-                             lambda e, s: seen.append(s))
+        result = train_model(
+            model, [X], y, [Xv], yv, cfg, torch.device("cpu"), lambda e, s: seen.append(s)
+        )
     assert len(result.history) == len(seen) < 40  # stopped early
     assert result.best_val_auprc == max(seen)
     assert result.best_epoch == int(np.argmax(seen)) + 1

@@ -92,8 +92,11 @@ class Design:
     used_stay_ids: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
-        return {"params": self.params, "candidates": self.candidates,
-                "n_used_stays": int(len(self.used_stay_ids))}
+        return {
+            "params": self.params,
+            "candidates": self.candidates,
+            "n_used_stays": int(len(self.used_stay_ids)),
+        }
 
 
 def _surrogate(name: str, train: Cohort, val: Cohort, seed: int, params: dict | None):
@@ -102,8 +105,9 @@ def _surrogate(name: str, train: Cohort, val: Cohort, seed: int, params: dict | 
     return make_victim(name, seed=seed, **(params or {})).fit(train, val)
 
 
-def _detection(detectors: Mapping[str, Any], poisoned: Cohort, model: Any,
-               reference: Cohort) -> dict[str, float]:
+def _detection(
+    detectors: Mapping[str, Any], poisoned: Cohort, model: Any, reference: Cohort
+) -> dict[str, float]:
     """Detection AUROC of each detector at finding the poisoned stays of `poisoned`."""
     out = {}
     for name, det in detectors.items():
@@ -147,30 +151,46 @@ def design_trigger(
     for vset in space.variable_sets:
         for rank in space.ranks:
             for ds in draw_seeds:
-                params = {**space.params, "rank": rank, "seed": int(ds),
-                          "variables": dense if vset == "dense" else None}
+                params = {
+                    **space.params,
+                    "rank": rank,
+                    "seed": int(ds),
+                    "variables": dense if vset == "dense" else None,
+                }
                 trig = make_trigger("temporal", strength=strength, **params).fit(s_train)
                 poisoned = poison(s_train, trig, threat).cohort
                 model = _surrogate(surrogate, poisoned, s_val, seed, surrogate_params)
                 attacked, idx = attack_test(s_test, trig, threat)
                 p_att = model.predict_proba(attacked)[idx]
-                asr = metrics.attack_success_rate(y_test[idx], p_att, model.threshold_,
-                                                  threat.target)
+                asr = metrics.attack_success_rate(
+                    y_test[idx], p_att, model.threshold_, threat.target
+                )
                 cost = clean_auroc - metrics.auroc(y_test, model.predict_proba(s_test))
                 base = metrics.attack_success_rate(
-                    y_test[idx], clean.predict_proba(attacked)[idx], clean.threshold_,
-                    threat.target)
+                    y_test[idx], clean.predict_proba(attacked)[idx], clean.threshold_, threat.target
+                )
                 detection = _detection(detectors or {}, poisoned, model, s_val)
                 excess = max(cost - max_auroc_cost, 0.0) + sum(
                     max(a - max_detection_auroc, 0.0) for a in detection.values()
                 )
-                candidates.append({"variable_set": vset, "params": params, "asr": float(asr),
-                                   "asr_clean_surrogate": float(base),
-                                   "auroc_cost": float(cost), "detection_auroc": detection,
-                                   "excess": float(excess)})
+                candidates.append(
+                    {
+                        "variable_set": vset,
+                        "params": params,
+                        "asr": float(asr),
+                        "asr_clean_surrogate": float(base),
+                        "auroc_cost": float(cost),
+                        "detection_auroc": detection,
+                        "excess": float(excess),
+                    }
+                )
     ok = [c for c in candidates if c["excess"] == 0]
-    best = (max(ok, key=lambda c: c["asr"]) if ok
-            else min(candidates, key=lambda c: (c["excess"], -c["asr"])))
+    best = (
+        max(ok, key=lambda c: c["asr"])
+        if ok
+        else min(candidates, key=lambda c: (c["excess"], -c["asr"]))
+    )
     trigger = make_trigger("temporal", strength=strength, **best["params"]).fit(attacker)
-    return Design(trigger, {"strength": strength, **best["params"]}, candidates,
-                  attacker.stay_id.copy())
+    return Design(
+        trigger, {"strength": strength, **best["params"]}, candidates, attacker.stay_id.copy()
+    )

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehrbackdoor.attacks.mask_likelihood import bernoulli_nll, cell_frequency, check_masks
 from ehrbackdoor.base import Component
 from ehrbackdoor.checks import check_int
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_json
@@ -52,39 +53,6 @@ WEIGHTS_FILE = "mask_vae.safetensors"
 CONFIG_FILE = "mask_vae.json"
 FORMAT_VERSION = 1
 _LOG2 = math.log(2.0)
-
-
-def _check_masks(
-    masks: np.ndarray, n_vars: int | None = None, n_steps: int | None = None
-) -> np.ndarray:
-    """(n, T, F) float32 0/1 array from a bool/0-1 mask array; raises on a wrong shape."""
-    m = np.asarray(masks)
-    if m.ndim != 3 or m.shape[1] < 1:
-        raise ValueError(f"masks must have shape (n, T, F), got {m.shape}")
-    if n_steps is not None and m.shape[1] != n_steps:
-        raise ValueError(
-            f"masks have {m.shape[1]} hourly steps, the model was fit on {n_steps} (a cohort of "
-            "another observation window); refit the VAE on masks of this window"
-        )
-    if n_vars is not None and m.shape[2] != n_vars:
-        raise ValueError(f"masks have {m.shape[2]} variables, the model was fit on {n_vars}")
-    if m.dtype != bool and not np.isin(m, (0, 1)).all():
-        raise ValueError("masks must be boolean (or 0/1)")
-    return np.ascontiguousarray(m, dtype=np.float32)
-
-
-def cell_frequency(masks: np.ndarray, prior: float = 1.0) -> np.ndarray:
-    """Per-cell observation frequency (T, F) with add-`prior` smoothing (never exactly 0 or 1)."""
-    m = np.asarray(masks, dtype=np.float64)
-    return (m.sum(axis=0) + prior) / (len(m) + 2.0 * prior)
-
-
-def bernoulli_nll(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Per-sample negative log-likelihood (nats) of masks under independent cell probabilities."""
-    m = np.asarray(masks, dtype=np.float64)
-    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
-    ll = m * np.log(p) + (1 - m) * np.log1p(-p)
-    return -ll.reshape(len(m), -1).sum(axis=1)
 
 
 class _Net(nn.Module):
@@ -186,7 +154,7 @@ class MaskVAE(Component):
     # ------------------------------------------------------------------ fitting
     def fit(self, masks: np.ndarray, val_masks: np.ndarray | None = None) -> MaskVAE:
         """Train on `masks` (n, T, F); early-stop on `val_masks`, or on a seeded held-out share."""
-        x = _check_masks(masks)
+        x = check_masks(masks)
         device = resolve_device(self.device)
         rng = np.random.default_rng(self.seed)
         if val_masks is None:
@@ -196,7 +164,7 @@ class MaskVAE(Component):
             n_val = max(1, int(round(self.val_fraction * len(x))))
             x_val, x = x[perm[:n_val]], x[perm[n_val:]]
         else:
-            x_val = _check_masks(val_masks, x.shape[2], x.shape[1])
+            x_val = check_masks(val_masks, x.shape[2], x.shape[1])
         self.n_vars_, self.n_steps_ = int(x.shape[2]), int(x.shape[1])
         self.cell_freq_ = cell_frequency(x)
         t0 = time.perf_counter()
@@ -280,7 +248,7 @@ class MaskVAE(Component):
     def encode(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log-variance (n, latent) of each mask."""
         self._check_fitted()
-        x = _check_masks(masks, self.n_vars_, self.n_steps_)
+        x = check_masks(masks, self.n_vars_, self.n_steps_)
         mu, logvar = self._run(self.net_.encode, x)
         return mu, logvar
 
@@ -299,7 +267,7 @@ class MaskVAE(Component):
         """Per-mask ELBO in nats (standard single-level bound, averaged over `n_samples` seeded
         reparameterised draws; no importance weighting). Higher = more typical."""
         self._check_fitted()
-        x = _check_masks(masks, self.n_vars_, self.n_steps_)
+        x = check_masks(masks, self.n_vars_, self.n_steps_)
         if len(x) == 0:
             return np.zeros(0)
         rng = np.random.default_rng(seed)
@@ -337,7 +305,7 @@ class MaskVAE(Component):
         the cell probability at 0.5. The VAE learned structure if its reconstruction NLL is below
         the baseline's (the baseline assigns every stay the same probabilities).
         """
-        x = _check_masks(masks, self.n_vars_, self.n_steps_)
+        x = check_masks(masks, self.n_vars_, self.n_steps_)
         cells = x.shape[1] * x.shape[2]
         rec = self.reconstruct(x)
         elbo = self.elbo(x)
@@ -390,12 +358,18 @@ class MaskVAE(Component):
         # Sizes from the JSON (n_vars, hidden, latent_dim, n_steps) must match the stored tensors
         # before a network is allocated: build it on the meta device (no memory), compare first.
         with torch.device("meta"):
-            want = {k: tuple(v.shape) for k, v in
-                    _Net(vae.n_vars_, vae.latent_dim, vae.hidden, vae.n_steps_)
-                    .state_dict().items()}
+            want = {
+                k: tuple(v.shape)
+                for k, v in _Net(vae.n_vars_, vae.latent_dim, vae.hidden, vae.n_steps_)
+                .state_dict()
+                .items()
+            }
         state = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k[:4] == "net."}
-        check_shapes(want, {k: tuple(v.shape) for k, v in state.items()},
-                     f"{WEIGHTS_FILE} vs {CONFIG_FILE} sizes")
+        check_shapes(
+            want,
+            {k: tuple(v.shape) for k, v in state.items()},
+            f"{WEIGHTS_FILE} vs {CONFIG_FILE} sizes",
+        )
         if vae.cell_freq_.shape != (vae.n_steps_, vae.n_vars_):
             raise ModelFileError(
                 f"{WEIGHTS_FILE}: cell_freq has shape {vae.cell_freq_.shape}, expected "

@@ -18,7 +18,6 @@ def observation_masks(cohort: Cohort) -> np.ndarray:
     return grid_raw(cohort, impute="zero").mask
 
 
-
 def pattern_diagnostics(pattern: np.ndarray, masks: np.ndarray) -> dict[str, float]:
     """How a pattern relates to real masks (n, T, F); JSON-serialisable.
 

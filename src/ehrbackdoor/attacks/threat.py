@@ -70,7 +70,11 @@ class ThreatModel:
             raise ValueError(
                 f"apply must be one of {allowed} in {self.space} space, got {self.apply!r}"
             )
-        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
+        if (
+            not isinstance(self.seed, numbers.Integral)
+            or isinstance(self.seed, bool)
+            or self.seed < 0
+        ):
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 
     def check_trigger(self, trigger: Any) -> None:

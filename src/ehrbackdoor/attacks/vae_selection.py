@@ -45,7 +45,6 @@ def _real_nn_hamming(masks: np.ndarray, seed: int, n: int = 500) -> dict[str, fl
     return {str(q): float(np.quantile(nn, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)}
 
 
-
 def select_pattern(
     vae: MaskVAE,
     cands: np.ndarray,
@@ -105,9 +104,7 @@ def select_pattern(
         ),
         (
             "typicality widened",
-            typical(wide, wide_d, min(min_typical_vars, 0.75))
-            & specific
-            & (nn_ham >= floor),
+            typical(wide, wide_d, min(min_typical_vars, 0.75)) & specific & (nn_ham >= floor),
         ),
         (
             "min_hamming dropped",
@@ -137,9 +134,7 @@ def select_pattern(
         "from": "prior" if source[best] < 0 else "posterior",
         "n_candidates": int(len(cands)),
         "n_passed": int(len(pool)),
-        "n_typical": int(
-            typical(elbo_quantiles, density_quantiles, min_typical_vars).sum()
-        ),
+        "n_typical": int(typical(elbo_quantiles, density_quantiles, min_typical_vars).sum()),
         "n_specific": int((specific & (nn_ham >= floor)).sum()),
         "min_hamming_cells": floor,
         "elbo": float(cand_elbo[best]),

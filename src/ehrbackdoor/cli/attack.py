@@ -199,8 +199,8 @@ def attack(
         typer.echo(
             wrap(
                 f"stealth: pattern ELBO percentile {fmt_value(st['elbo'].get('pattern_percentile'))}, "
-            f"mean |missing-rate shift| {st['missing_rate']['mean_abs_shift']:.3f}, "
-            f"clean stays carrying the trigger {st['clean_carrier_share']:.3f} "
+                f"mean |missing-rate shift| {st['missing_rate']['mean_abs_shift']:.3f}, "
+                f"clean stays carrying the trigger {st['clean_carrier_share']:.3f} "
                 "(all measures in results.json under 'stealth')"
             )
         )

@@ -14,7 +14,9 @@ cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear the on-disk
 
 CacheOpt = Annotated[
     Path | None,
-    typer.Option("--dir", help="Cache directory (default: $EHRBACKDOOR_CACHE or ~/.cache/ehrbackdoor)."),
+    typer.Option(
+        "--dir", help="Cache directory (default: $EHRBACKDOOR_CACHE or ~/.cache/ehrbackdoor)."
+    ),
 ]
 
 

@@ -133,9 +133,7 @@ def render_cleaning(cleaning: dict, prefix: str = "") -> str:
     if cleaning.get("policy"):
         lines.append(textwrap.fill(f"{prefix}cleaning: {cleaning['policy']}", width=80))
     counts = [c for k, v in cleaning.items() if k != "policy" and (c := _count(k, v))]
-    lines.append(
-        textwrap.fill("removed or counted: " + ("; ".join(counts) or "nothing"), width=80)
-    )
+    lines.append(textwrap.fill("removed or counted: " + ("; ".join(counts) or "nothing"), width=80))
     return "\n".join(lines)
 
 

@@ -20,8 +20,7 @@ from ehrbackdoor.data.perturbation import GridPerturbation, concat_perturbations
 from ehrbackdoor.data.schema import Schema, get_schema
 from ehrbackdoor.io import atomic_savez
 
-#: Default observation window, in hours since ICU admission (PhysioNet 2012, MIMIC-III, synthetic).
-#: A cohort carries its own window in `Cohort.window` (24 for YAIB's Mortality24).
+#: Readers' default window in hours (PhysioNet 2012, MIMIC-III); each cohort has its own `window`.
 WINDOW_HOURS = 48.0
 #: The MIMIC-III benchmark's bin rule: an event at hour t falls in bin int(t / step - 1e-6).
 BIN_EPS = 1e-6
@@ -97,12 +96,11 @@ def _gather(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
 class Cohort:
     """ICU stays with labels, static covariates and raw events of the observation window.
 
-    `window` is that window in hours since ICU admission, a property of the cohort's source (its
-    reader sets it: 48 for PhysioNet 2012 and MIMIC-III, 24 for YAIB's Mortality24). `modified` marks stays whose events or label were changed by an attack, so defences and metrics
-    can tell poisoned stays from clean ones. `meta` holds JSON-serialisable provenance (source path,
-    cleaning counts). `grid_perturbation` (optional) is a grid-space trigger that the victims'
-    discretiser adds to the hourly values of the stays carrying it (`data.perturbation`); raw events
-    stay as recorded.
+    `window`: that window in hours since admission, set by the reader (48 for PhysioNet 2012 and
+    MIMIC-III, 24 for YAIB's Mortality24). `modified`: stays an attack changed (events or label),
+    so defences and metrics can tell poison from clean. `meta`: JSON provenance (source, cleaning
+    counts). `grid_perturbation`: an optional grid-space trigger the victims' discretiser adds to
+    the hourly values of the stays carrying it (`data.perturbation`); raw events stay as recorded.
     """
 
     schema: Schema
@@ -222,8 +220,9 @@ class Cohort:
             raise ValueError("cannot shorten the window of a cohort carrying a grid perturbation")
         e = self.events
         keep = e.time <= hours + BIN_EPS
-        events = Events.from_flat(e.stay[keep], self.n_stays, e.time[keep], e.variable[keep],
-                                  e.value[keep], e.alias[keep])
+        events = Events.from_flat(
+            e.stay[keep], self.n_stays, e.time[keep], e.variable[keep], e.value[keep], e.alias[keep]
+        )
         return replace(self, events=events, window=hours)
 
     def replace_events(self, idx: np.ndarray | Sequence[int], new: Events) -> Cohort:
@@ -282,7 +281,10 @@ class Cohort:
         return replace(self, label=labels, modified=modified)
 
     def with_grid_perturbation(
-        self, idx: np.ndarray | Sequence[int], pattern: np.ndarray, mode: str,
+        self,
+        idx: np.ndarray | Sequence[int],
+        pattern: np.ndarray,
+        mode: str,
         timestep: float = 1.0,
     ) -> Cohort:
         """A copy in which stays `idx` carry the grid-space trigger `pattern` (marked modified).

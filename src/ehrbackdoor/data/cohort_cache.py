@@ -73,8 +73,15 @@ def stay_digests(cohort: Cohort) -> np.ndarray:
     sizes = (8, 8, 2, 1)
     sid = np.asarray(cohort.stay_id).astype(str)
     s = cohort.static.shape[1]
-    hdr = np.empty(n, dtype=[("len", "<i8"), ("label", "<i8"), ("static", "<f8", (s,)),
-                             ("id", sid.dtype.newbyteorder("<"))])
+    hdr = np.empty(
+        n,
+        dtype=[
+            ("len", "<i8"),
+            ("label", "<i8"),
+            ("static", "<f8", (s,)),
+            ("id", sid.dtype.newbyteorder("<")),
+        ],
+    )
     hdr["len"] = np.diff(e.offsets)
     hdr["label"] = cohort.label
     hdr["static"] = cohort.static
@@ -92,18 +99,19 @@ def stay_digests(cohort: Cohort) -> np.ndarray:
     grid_tag = b""
     if gp is not None:
         pattern = np.ascontiguousarray(gp.pattern, dtype="<f8")
-        g = hashlib.blake2b(f"{gp.mode}:{gp.timestep!r}:{pattern.shape}".encode(),
-                            digest_size=DIGEST_BYTES)
+        g = hashlib.blake2b(
+            f"{gp.mode}:{gp.timestep!r}:{pattern.shape}".encode(), digest_size=DIGEST_BYTES
+        )
         g.update(pattern.tobytes())
         grid_tag = g.digest()
     out = []
     for i in range(n):
         a, b = off[i], off[i + 1]
-        h = blake(hb[i * hs:(i + 1) * hs], digest_size=DIGEST_BYTES)
-        h.update(tb[a * ts:b * ts])
-        h.update(vb[a * vs:b * vs])
-        h.update(xb[a * xs:b * xs])
-        h.update(ab[a * as_:b * as_])
+        h = blake(hb[i * hs : (i + 1) * hs], digest_size=DIGEST_BYTES)
+        h.update(tb[a * ts : b * ts])
+        h.update(vb[a * vs : b * vs])
+        h.update(xb[a * xs : b * xs])
+        h.update(ab[a * as_ : b * as_])
         h.update(window)
         if carriers[i]:
             h.update(grid_tag)
@@ -184,8 +192,7 @@ def source_fingerprint(path: Path) -> tuple[str, int]:
 def _entry_key(fingerprint: str) -> str:
     """The format needs no part: it is a function of the files and the code, both in the key."""
     payload = json.dumps(
-        {"sources": fingerprint, "code": _code_fingerprint(),
-         "version": COHORT_CACHE_VERSION},
+        {"sources": fingerprint, "code": _code_fingerprint(), "version": COHORT_CACHE_VERSION},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -212,8 +219,17 @@ def _arrays(cohort: Cohort) -> dict[str, np.ndarray]:
 
 def _content_arrays(cohort: Cohort) -> tuple[np.ndarray, ...]:
     e = cohort.events
-    return (cohort.stay_id, cohort.label, cohort.static, cohort.modified, e.offsets, e.time,
-            e.variable, e.value, e.alias)
+    return (
+        cohort.stay_id,
+        cohort.label,
+        cohort.static,
+        cohort.modified,
+        e.offsets,
+        e.time,
+        e.variable,
+        e.value,
+        e.alias,
+    )
 
 
 def _freeze(cohort: Cohort) -> None:

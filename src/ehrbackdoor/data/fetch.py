@@ -272,13 +272,13 @@ def _bounded_members(tar: tarfile.TarFile, archive: Path, limit: int) -> list[ta
     for member in tar:
         members.append(member)
         if len(members) > limit:
-            raise FetchError(f"{archive.name} has more than {limit} members; refusing to extract it")
+            raise FetchError(
+                f"{archive.name} has more than {limit} members; refusing to extract it"
+            )
     return members
 
 
-def safe_extract(
-    archive: Path, out_dir: Path, top: str, spec: FileSpec | None = None
-) -> Path:
+def safe_extract(archive: Path, out_dir: Path, top: str, spec: FileSpec | None = None) -> Path:
     """Extract ``archive`` (a ``.tar.gz`` whose members all live in ``top/``) to ``out_dir/top``.
 
     All members are validated before anything is written: only regular files and directories
@@ -377,7 +377,9 @@ def fetch_physionet2012(
         with Progress(*columns, console=console, disable=not progress) as bar:
             sums = _load_checksums(out_dir, base_url, timeout=timeout, progress=bar)
             plan = [(s, f"set-{s}.tar.gz", f"Outcomes-{s}.txt") for s in wanted]
-            expected = {name: _expected(name, sums, specs, out_dir) for _, *ns in plan for name in ns}
+            expected = {
+                name: _expected(name, sums, specs, out_dir) for _, *ns in plan for name in ns
+            }
             for letter, archive_name, outcomes_name in plan:
                 for name in (archive_name, outcomes_name):
                     _download_verified(
@@ -388,8 +390,9 @@ def fetch_physionet2012(
                         progress=bar,
                     )
                 if not os.path.lexists(out_dir / f"set-{letter}"):
-                    safe_extract(out_dir / archive_name, out_dir, f"set-{letter}",
-                                 specs.get(archive_name))
+                    safe_extract(
+                        out_dir / archive_name, out_dir, f"set-{letter}", specs.get(archive_name)
+                    )
     except UnsafePathError as exc:
         raise FetchError(f"{exc.filename} {exc.strerror}") from exc
     return out_dir

@@ -40,9 +40,11 @@ class FileSpec:
 
 def load_manifest() -> dict[str, FileSpec]:
     """The shipped manifest: file name -> expected digest (or None) and extraction limits."""
-    text = resources.files("ehrbackdoor.data").joinpath(
-        "resources/physionet2012_manifest.json"
-    ).read_text(encoding="utf-8")
+    text = (
+        resources.files("ehrbackdoor.data")
+        .joinpath("resources/physionet2012_manifest.json")
+        .read_text(encoding="utf-8")
+    )
     return parse_manifest(json.loads(text))
 
 
@@ -75,8 +77,9 @@ def regular_size(path: Path) -> int:
     except FileNotFoundError:
         return 0
     if not stat.S_ISREG(st.st_mode):
-        raise UnsafePathError(errno.ELOOP, "is a link or not a plain file; refusing to use it",
-                              str(path))
+        raise UnsafePathError(
+            errno.ELOOP, "is a link or not a plain file; refusing to use it", str(path)
+        )
     return st.st_size
 
 
@@ -100,14 +103,16 @@ def open_nofollow(path: Path, append: bool = False, exclusive: bool = False) -> 
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK):
-            raise UnsafePathError(errno.ELOOP, "is a symbolic link; refusing to write through it",
-                                  str(path)) from None
+            raise UnsafePathError(
+                errno.ELOOP, "is a symbolic link; refusing to write through it", str(path)
+            ) from None
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            raise UnsafePathError(errno.EPERM, "is not a plain singly-linked file; refusing to "
-                                  "write it", str(path))
+            raise UnsafePathError(
+                errno.EPERM, "is not a plain singly-linked file; refusing to write it", str(path)
+            )
         if not append:
             os.ftruncate(fd, 0)
         return os.fdopen(fd, "ab" if append else "wb")

@@ -79,7 +79,9 @@ class GridPerturbation:
         }
 
     @classmethod
-    def from_arrays(cls, z: dict[str, np.ndarray] | np.lib.npyio.NpzFile) -> GridPerturbation | None:
+    def from_arrays(
+        cls, z: dict[str, np.ndarray] | np.lib.npyio.NpzFile
+    ) -> GridPerturbation | None:
         """Inverse of `to_arrays`; None if the archive holds no perturbation."""
         if "grid_pattern" not in (z.files if hasattr(z, "files") else z):
             return None

@@ -322,8 +322,21 @@ _PHYSIONET_SERIES: dict[str, tuple[str, float, float, float, int, str]] = {
 # symmetric electrolytes) stays in raw units.
 _PHYSIONET_TRANSFORM: dict[str, str] = {
     **dict.fromkeys(
-        ("ALP", "ALT", "AST", "Bilirubin", "BUN", "Creatinine", "Glucose", "Lactate", "Mg",
-         "Platelets", "TroponinI", "TroponinT", "WBC"),
+        (
+            "ALP",
+            "ALT",
+            "AST",
+            "Bilirubin",
+            "BUN",
+            "Creatinine",
+            "Glucose",
+            "Lactate",
+            "Mg",
+            "Platelets",
+            "TroponinI",
+            "TroponinT",
+            "WBC",
+        ),
         "log",
     ),
     "Urine": "log1p",
@@ -378,7 +391,14 @@ def physionet2012_schema() -> Schema:
             transform = _PHYSIONET_TRANSFORM.get(name, "identity")
             variables.append(
                 Variable(
-                    name, Kind.CONTINUOUS, unit, normal, low, high, precision, short=name,
+                    name,
+                    Kind.CONTINUOUS,
+                    unit,
+                    normal,
+                    low,
+                    high,
+                    precision,
+                    short=name,
                     transform=transform,
                 )
             )

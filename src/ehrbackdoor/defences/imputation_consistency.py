@@ -35,8 +35,9 @@ IMPUTATIONS = ("previous", "normal", "zero")
 SCORES = ("count", "magnitude")
 
 
-def implied_imputation(values: np.ndarray, mask: np.ndarray, normal: np.ndarray,
-                       impute: str) -> np.ndarray:
+def implied_imputation(
+    values: np.ndarray, mask: np.ndarray, normal: np.ndarray, impute: str
+) -> np.ndarray:
     """What the imputation rule puts in every cell, given observed values and masks.
 
     Observed cells keep their value; unobserved cells get the previous hour's implied value
@@ -80,8 +81,9 @@ class ImputationConsistencyDetector(Detector):
     name = "imputation-consistency"
     family = "data"
 
-    def __init__(self, impute: str = "previous", measure: str = "count", tol: float = 1e-6,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, impute: str = "previous", measure: str = "count", tol: float = 1e-6, seed: int = 0
+    ) -> None:
         super().__init__(seed)
         self.impute = check_choice("impute", impute, IMPUTATIONS)
         self.measure = check_choice("measure", measure, SCORES)

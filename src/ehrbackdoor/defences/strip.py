@@ -30,7 +30,7 @@ import numpy as np
 from ehrbackdoor.data.cohort import Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import set_values
 from ehrbackdoor.defences.base import Detector, check_float, check_int
-from ehrbackdoor.preprocess.grid import check_window, window_bins
+from ehrbackdoor.preprocess.window import check_window, window_bins
 
 _EPS = 1e-6
 

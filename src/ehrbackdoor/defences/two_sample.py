@@ -37,8 +37,9 @@ from ehrbackdoor.defences.base import Detector, check_float, check_int
 MIN_REFERENCE = 10
 
 
-def _joint_features(train: Cohort, reference: Cohort, clip: float = 10.0
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def _joint_features(
+    train: Cohort, reference: Cohort, clip: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Window statistics of both cohorts, standardised with the TRAINING median / IQR, so the
     columns agree (median for unobserved windows, 0 for unobserved counts, |z| <= clip)."""
     from ehrbackdoor.preprocess.cache import features_cached
@@ -99,8 +100,11 @@ class ClassifierTwoSampleDetector(Detector):
         Xt, Xr = _joint_features(cohort, reference)
         k = min(self.n_components, Xt.shape[1], Xt.shape[0] - 1)
         if 1 <= k < Xt.shape[1]:
-            pca = PCA(n_components=k, svd_solver="full" if min(Xt.shape) <= 1000 else "randomized",
-                      random_state=self.seed).fit(Xt)
+            pca = PCA(
+                n_components=k,
+                svd_solver="full" if min(Xt.shape) <= 1000 else "randomized",
+                random_state=self.seed,
+            ).fit(Xt)
             Xt, Xr = pca.transform(Xt), pca.transform(Xr)
         y, yr = np.asarray(cohort.label, dtype=np.int64), np.asarray(reference.label, np.int64)
         score = np.full(cohort.n_stays, 0.5)
@@ -119,14 +123,17 @@ class ClassifierTwoSampleDetector(Detector):
                 ta, tb = fa != f, fb != f
                 if not ta.any() or not tb.any():
                     continue
-                clf = self._clf().fit(np.concatenate([Xt[a[ta]], Xr[b[tb]]]),
-                                      np.r_[np.ones(ta.sum()), np.zeros(tb.sum())])
+                clf = self._clf().fit(
+                    np.concatenate([Xt[a[ta]], Xr[b[tb]]]),
+                    np.r_[np.ones(ta.sum()), np.zeros(tb.sum())],
+                )
                 pa[~ta] = clf.predict_proba(Xt[a[~ta]])[:, 1]
                 if (~tb).any():
                     pb[~tb] = clf.predict_proba(Xr[b[~tb]])[:, 1]
             score[a] = pa
-            stats[str(int(lab))] = float(roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))],
-                                                       np.r_[pa, pb]))
+            stats[str(int(lab))] = float(
+                roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[pa, pb])
+            )
         self.info_ = {"mode": "reference", "c2st_auroc": stats}
         return score
 

@@ -292,7 +292,14 @@ def long_table(agg: pd.DataFrame) -> pd.DataFrame:
             lo, hi = r[f"{m}_lo"], r[f"{m}_hi"]
             kind = interval_kind(int(r["n_seeds"]), m) if not pd.isna(lo) else ""
             rows.append(
-                {**base, "n_seeds": int(r["n_seeds"]), "metric": m, "mean": r[m], "lo": lo,
-                 "hi": hi, "interval": kind}
+                {
+                    **base,
+                    "n_seeds": int(r["n_seeds"]),
+                    "metric": m,
+                    "mean": r[m],
+                    "lo": lo,
+                    "hi": hi,
+                    "interval": kind,
+                }
             )
     return pd.DataFrame(rows)

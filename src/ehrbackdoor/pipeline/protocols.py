@@ -87,7 +87,9 @@ def selection_for(
         return None
     if needs_triggered_val(protocol, name):
         if trigger is None:
-            raise ValueError(f"the paper protocol selects {name} by attack success: needs the trigger")
+            raise ValueError(
+                f"the paper protocol selects {name} by attack success: needs the trigger"
+            )
         return paper_selection(val, trigger, threat)
     return Selection("paper", target=threat.target)
 

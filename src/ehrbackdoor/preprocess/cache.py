@@ -53,8 +53,18 @@ from ehrbackdoor.preprocess.grid import Grid, _check_impute, _check_layout, disc
 from ehrbackdoor.preprocess.stay_store import StayStore, cached_rows
 
 __all__ = [
-    "CACHE_VERSION", "ENV_DIR", "ENV_DISABLE", "cache_disabled", "cache_info", "cache_key",
-    "cache_path", "cached", "clear_cache", "default_cache_dir", "features_cached", "grid_cached",
+    "CACHE_VERSION",
+    "ENV_DIR",
+    "ENV_DISABLE",
+    "cache_disabled",
+    "cache_info",
+    "cache_key",
+    "cache_path",
+    "cached",
+    "clear_cache",
+    "default_cache_dir",
+    "features_cached",
+    "grid_cached",
     "store_key",
 ]
 
@@ -84,8 +94,12 @@ def _options_json(options: Mapping[str, Any]) -> Any:
 def store_key(kind: str, cohort: Cohort, options: Mapping[str, Any]) -> str:
     """sha256 over schema, kind, options (sorted JSON) and CACHE_VERSION: one per-stay store."""
     payload = json.dumps(
-        {"schema": _schema_fingerprint(cohort), "kind": kind, "options": _options_json(options),
-         "version": CACHE_VERSION},
+        {
+            "schema": _schema_fingerprint(cohort),
+            "kind": kind,
+            "options": _options_json(options),
+            "version": CACHE_VERSION,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -186,10 +200,18 @@ def grid_cached(
     hours = cohort.window if hours is None else hours
     impute = _check_impute(impute)
     _check_layout(layout)
-    options = {"timestep": float(timestep), "hours": float(hours), "impute": impute,
-               "layout": layout}
+    options = {
+        "timestep": float(timestep),
+        "hours": float(hours),
+        "impute": impute,
+        "layout": layout,
+    }
     arrays = cached_per_stay(
-        "grid", cohort, options, lambda c: discretize(c, **options).to_arrays(), GRID_ROWS,
+        "grid",
+        cohort,
+        options,
+        lambda c: discretize(c, **options).to_arrays(),
+        GRID_ROWS,
         cache_dir,
     )
     return Grid.from_arrays(arrays)
@@ -202,7 +224,11 @@ def features_cached(
     hours = cohort.window if hours is None else float(hours)
     options = {"hours": None if not np.isfinite(hours) else hours}
     arrays = cached_per_stay(
-        "features", cohort, options, lambda c: window_features(c, hours).to_arrays(),
-        FEATURE_ROWS, cache_dir,
+        "features",
+        cohort,
+        options,
+        lambda c: window_features(c, hours).to_arrays(),
+        FEATURE_ROWS,
+        cache_dir,
     )
     return Features.from_arrays(arrays)

@@ -145,9 +145,7 @@ def _segment_stats(x: np.ndarray, count: np.ndarray, skew_mode: str = "robust") 
     return out
 
 
-def window_features(
-    cohort: Cohort, hours: float | None = None, skew: str = "robust"
-) -> Features:
+def window_features(cohort: Cohort, hours: float | None = None, skew: str = "robust") -> Features:
     """The benchmark's 42 window statistics per variable for every stay (module docstring).
 
     `hours` restricts events to -1e-6 < t < hours + 1e-6 like the benchmark's task builder; None
@@ -184,8 +182,10 @@ def window_features(
             # each is cut from the previous, smaller one. Every window of a nonempty series holds
             # its first (first p %) or last (last p %) event, so no segment is ever empty.
             t, x, count = s.time, s.value, sizes
-            for w in sorted((w for w, sp in enumerate(SUB_PERIODS) if sp[1] == kind),
-                            key=lambda w: -SUB_PERIODS[w][2]):
+            for w in sorted(
+                (w for w, sp in enumerate(SUB_PERIODS) if sp[1] == kind),
+                key=lambda w: -SUB_PERIODS[w][2],
+            ):
                 p = SUB_PERIODS[w][2]
                 # Same float expressions as the benchmark's get_range ("all", then sub-period).
                 # Times are sorted within a series, so a window is a prefix (first p %) or a

@@ -48,38 +48,11 @@ import numpy as np
 from ehrbackdoor.data.cohort import BIN_EPS, Cohort, hour_bins
 from ehrbackdoor.data.schema import Schema, Variable
 from ehrbackdoor.preprocess._perturb import perturb_values, perturbed_categoricals
+from ehrbackdoor.preprocess.window import n_bins, window_hours
 
 IMPUTE_STRATEGIES = ("previous", "normal", "zero")
 LAYOUTS = ("ordinal", "benchmark")
 _IMPUTE_ALIASES = {"normal_value": "normal"}  # the benchmark's spelling
-
-
-def n_bins(hours: float, timestep: float = 1.0) -> int:
-    """Number of bins the benchmark makes for `hours` at `timestep` (48 for 48 h at 1 h)."""
-    return int(hours / timestep + 1.0 - BIN_EPS)
-
-
-def window_hours(cohort: Cohort, hours: float | None = None) -> float:
-    """`hours` if given, else the cohort's own observation window (`Cohort.window`)."""
-    return float(cohort.window if hours is None else hours)
-
-
-def window_bins(cohort: Cohort, timestep: float = 1.0) -> int:
-    """T, the number of hourly bins of the cohort's window (48 at 48 h, 24 at 24 h)."""
-    return n_bins(cohort.window, timestep)
-
-
-def check_window(fitted_hours: float, cohort: Cohort, what: str) -> None:
-    """ValueError if `cohort`'s window differs from the one a component was fit on.
-
-    Fitted state (trigger patterns, scalers, networks) is shaped by the training window's T bins;
-    applying it to stays of another window would silently misalign hours, so it is refused.
-    """
-    if float(fitted_hours) != float(cohort.window):
-        raise ValueError(
-            f"{what} was fit on a {float(fitted_hours):g}-hour window but the cohort has a "
-            f"{cohort.window:g}-hour window ({cohort.schema.name}); refit it on this cohort"
-        )
 
 
 def categories(v: Variable) -> tuple[str, ...]:
@@ -311,8 +284,13 @@ def _scatter(cohort: Cohort, last: np.ndarray, dtype: type) -> tuple[np.ndarray,
     return obs, values
 
 
-def grid_raw(cohort: Cohort, timestep: float = 1.0, hours: float | None = None,
-             impute: str = "previous", perturb: bool = True) -> RawGrid:
+def grid_raw(
+    cohort: Cohort,
+    timestep: float = 1.0,
+    hours: float | None = None,
+    impute: str = "previous",
+    perturb: bool = True,
+) -> RawGrid:
     """Per-variable (n, T, F) float64 values with the benchmark's bin rule, and the mask.
 
     `hours` defaults to the cohort's window. `impute` is as in `discretize`, plus "none" to leave
@@ -324,12 +302,26 @@ def grid_raw(cohort: Cohort, timestep: float = 1.0, hours: float | None = None,
     _impute(values, obs, cohort.schema.normals, impute)
     if perturb:
         perturb_values(values, obs, cohort, timestep)
-    return RawGrid(values, obs, tuple(cohort.schema.names), cohort.stay_id, cohort.label,
-                   hours=float(hours), timestep=float(timestep), impute=impute)
+    return RawGrid(
+        values,
+        obs,
+        tuple(cohort.schema.names),
+        cohort.stay_id,
+        cohort.label,
+        hours=float(hours),
+        timestep=float(timestep),
+        impute=impute,
+    )
 
 
-def discretize(cohort: Cohort, timestep: float = 1.0, hours: float | None = None,
-               impute: str = "previous", layout: str = "ordinal", perturb: bool = True) -> Grid:
+def discretize(
+    cohort: Cohort,
+    timestep: float = 1.0,
+    hours: float | None = None,
+    impute: str = "previous",
+    layout: str = "ordinal",
+    perturb: bool = True,
+) -> Grid:
     """Discretise every stay into `n_bins(hours, timestep)` bins (benchmark rules, module docstring).
 
     `hours` defaults to the cohort's window (`Cohort.window`).
@@ -383,8 +375,9 @@ def discretize(cohort: Cohort, timestep: float = 1.0, hours: float | None = None
     )
 
 
-def _one_hot_layout(cohort: Cohort, last: np.ndarray, obs: np.ndarray, ordinal: np.ndarray,
-                    impute: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def _one_hot_layout(
+    cohort: Cohort, last: np.ndarray, obs: np.ndarray, ordinal: np.ndarray, impute: str
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Benchmark value columns: continuous copied, categoricals one-hot over their categories."""
     schema = cohort.schema
     n, t_bins, _ = obs.shape
@@ -392,8 +385,11 @@ def _one_hot_layout(cohort: Cohort, last: np.ndarray, obs: np.ndarray, ordinal: 
     starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
     values = np.zeros((n, t_bins, int(starts[-1])), dtype=np.float32)
     col_var = np.repeat(np.arange(len(schema), dtype=np.int64), widths)
-    kinds = ["onehot" if v.is_categorical else v.kind.value
-             for v, w in zip(schema.variables, widths, strict=True) for _ in range(w)]
+    kinds = [
+        "onehot" if v.is_categorical else v.kind.value
+        for v, w in zip(schema.variables, widths, strict=True)
+        for _ in range(w)
+    ]
     # Continuous variables: copy runs of consecutive variables as slices (fancy indexing on the
     # last axis is several times slower).
     f = 0
@@ -410,11 +406,16 @@ def _one_hot_layout(cohort: Cohort, last: np.ndarray, obs: np.ndarray, ordinal: 
     for f in np.flatnonzero(schema.categorical):
         v, k, a = schema.variables[f], widths[f], int(starts[f])
         ev = last[:, :, f][obs[:, :, f]]
-        pos_ev = (cohort.events.alias[ev].astype(np.int64) if v.benchmark_values
-                  else np.full(len(ev), -1, dtype=np.int64))
+        pos_ev = (
+            cohort.events.alias[ev].astype(np.int64)
+            if v.benchmark_values
+            else np.full(len(ev), -1, dtype=np.int64)
+        )
         if np.any(pos_ev >= k):
-            raise ValueError(f"variable {v.name!r}: alias {int(pos_ev.max())} is not an index "
-                             f"into its {k} benchmark values")
+            raise ValueError(
+                f"variable {v.name!r}: alias {int(pos_ev.max())} is not an index "
+                f"into its {k} benchmark values"
+            )
         unknown = pos_ev < 0
         if unknown.any():
             pos_ev[unknown] = _positions_of_codes(v, cohort.events.value[ev[unknown]])
@@ -422,8 +423,7 @@ def _one_hot_layout(cohort: Cohort, last: np.ndarray, obs: np.ndarray, ordinal: 
         pos = np.full((n, t_bins, 1), -1, dtype=np.int64)
         pos[obs[:, :, f : f + 1]] = pos_ev
         if impute != "zero":  # "zero": unobserved cells stay -1, an all-zero one-hot
-            _impute(pos, obs[:, :, f : f + 1], _positions_of_codes(v, np.array([v.normal])),
-                    impute)
+            _impute(pos, obs[:, :, f : f + 1], _positions_of_codes(v, np.array([v.normal])), impute)
         hot = np.flatnonzero(pos.ravel() >= 0)
         rows[hot, a + pos.ravel()[hot]] = 1.0
     return values, col_var, tuple(kinds)

@@ -52,7 +52,9 @@ def _state_arrays(state: Mapping[str, Any], names: Sequence[str]) -> dict[str, n
     out = {k: np.asarray(state[k], dtype=np.float64).reshape(-1) for k in names}
     sizes = {len(v) for v in out.values()}
     if len(sizes) != 1:
-        raise ValueError(f"scaler state arrays differ in length: { {k: len(v) for k, v in out.items()} }")
+        raise ValueError(
+            f"scaler state arrays differ in length: { {k: len(v) for k, v in out.items()} }"
+        )
     return out
 
 
@@ -93,9 +95,13 @@ class FeatureScaler:
 
     def _check_fitted(self, n_features: int) -> None:
         if self.fill_ is None or self.mean_ is None or self.std_ is None:
-            raise RuntimeError("FeatureScaler is not fitted: call fit() on the training stays first")
+            raise RuntimeError(
+                "FeatureScaler is not fitted: call fit() on the training stays first"
+            )
         if n_features != len(self.fill_):
-            raise ValueError(f"X has {n_features} features, the scaler was fit on {len(self.fill_)}")
+            raise ValueError(
+                f"X has {n_features} features, the scaler was fit on {len(self.fill_)}"
+            )
 
     def transform(self, X: _Arr) -> _Arr:
         """Impute and standardise; returns the same type as given (array or Features)."""

@@ -93,8 +93,15 @@ class StayStore:
         name = hashlib.sha256(digests.tobytes() + self.store_key.encode()).hexdigest()[:40]
         path = self.directory / f"seg-{name}.npz"
         rows = {k: arrays[k] for k in row_fields}
-        atomic_savez(path, {**rows, _DIGEST: digests, _STORE: np.array(self.store_key),
-                            _SHARED: np.array(shared_path.name)})
+        atomic_savez(
+            path,
+            {
+                **rows,
+                _DIGEST: digests,
+                _STORE: np.array(self.store_key),
+                _SHARED: np.array(shared_path.name),
+            },
+        )
         return [path, shared_path]
 
     def read(self, path: Path) -> tuple[dict[str, np.ndarray], Path]:
@@ -136,16 +143,25 @@ def _map_members(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
             n_name, n_extra = struct.unpack("<HH", local[26:30])
             fh.seek(info.header_offset + 30 + n_name + n_extra)
             version = np.lib.format.read_magic(fh)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(fh)
             if dtype.hasobject:
                 raise ValueError(f"{path}: {name} holds objects")
             if int(np.prod(shape)) == 0:
                 out[name] = np.empty(shape, dtype=dtype)
                 continue
-            mapped = np.memmap(path, dtype=dtype, mode="c", offset=fh.tell(), shape=shape,
-                               order="F" if fortran else "C")
+            mapped = np.memmap(
+                path,
+                dtype=dtype,
+                mode="c",
+                offset=fh.tell(),
+                shape=shape,
+                order="F" if fortran else "C",
+            )
             out[name] = mapped.view(np.ndarray)  # a plain array; the map lives on as its base
     return out
 
@@ -191,17 +207,29 @@ def cached_rows(
         try:
             used = store.write(digests[missing], fresh, row_fields)
         except OSError as exc:  # read-only or full disk: the result is still good
-            warnings.warn(f"could not write preprocessing cache in {store.directory}: {exc}",
-                          stacklevel=3)
+            warnings.warn(
+                f"could not write preprocessing cache in {store.directory}: {exc}", stacklevel=3
+            )
     if fresh is not None and len(missing) == n:
         result = fresh
     else:
         try:
-            result = _assemble(store, cohort, row_fields, found, seg_of[pos], row_of[pos], paths,
-                               missing, fresh, used)
+            result = _assemble(
+                store,
+                cohort,
+                row_fields,
+                found,
+                seg_of[pos],
+                row_of[pos],
+                paths,
+                missing,
+                fresh,
+                used,
+            )
         except Exception as exc:  # an unreadable or inconsistent segment: compute everything
-            log.warning("preprocessing cache in %s unusable (%s): recomputing", store.directory,
-                        exc)
+            log.warning(
+                "preprocessing cache in %s unusable (%s): recomputing", store.directory, exc
+            )
             result = compute(cohort)
             try:
                 used = store.write(digests, result, row_fields)

@@ -329,9 +329,7 @@ def _missing_masks(data_blobs, poison_blobs) -> list[str]:
             if i >= 0:
                 break
         family = "missing-value" if _is_missing(s) else "value"
-        title = (
-            f"{s['trigger']} ({family} trigger, apply {s['apply']}) beside typical real masks"
-        )
+        title = f"{s['trigger']} ({family} trigger, apply {s['apply']}) beside typical real masks"
         figs.append(_img(plots.masks_figure(real + panels, variables, title), title))
     if not figs:
         return []

@@ -59,8 +59,11 @@ def figure(sub: pd.DataFrame) -> bytes:
     strengths = sorted(set(sub["p_strength"].astype(float)) | set(pub["strength"]))
     color = {s: plots.COLORS[i % len(plots.COLORS)] for i, s in enumerate(strengths)}
     fig, axes = plt.subplots(
-        len(victims), len(modes), figsize=(3.4 * len(modes) + 1.8, 2.8 * len(victims)),
-        sharey=True, squeeze=False,
+        len(victims),
+        len(modes),
+        figsize=(3.4 * len(modes) + 1.8, 2.8 * len(victims)),
+        sharey=True,
+        squeeze=False,
     )
     for r, victim in enumerate(victims):
         for c, mode in enumerate(modes):
@@ -70,13 +73,24 @@ def figure(sub: pd.DataFrame) -> bytes:
                 g = g.sort_values("rate")
                 style = PROTOCOL_STYLE.get(str(protocol), "-.")
                 col = color[float(strength)]
-                ax.plot(g["rate"], g["asr"], "o" + style, color=col,
-                        label=f"strength {strength:g}, {protocol}")
+                ax.plot(
+                    g["rate"],
+                    g["asr"],
+                    "o" + style,
+                    color=col,
+                    label=f"strength {strength:g}, {protocol}",
+                )
                 ax.plot(g["rate"], g["asr_baseline"], ":", color=col, lw=1, alpha=0.7)
             p = pub[(pub["model"] == victim) & (pub["apply"] == mode)]
             for strength, g in p.groupby("strength"):
-                ax.plot(g["rate"], g["asr"], "x", color=color[float(strength)], ms=7,
-                        label=f"published, strength {strength:g}")
+                ax.plot(
+                    g["rate"],
+                    g["asr"],
+                    "x",
+                    color=color[float(strength)],
+                    ms=7,
+                    label=f"published, strength {strength:g}",
+                )
             ax.set_title(f"{victim}, apply {mode}", fontsize=9)
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("poisoning rate")
@@ -89,8 +103,13 @@ def figure(sub: pd.DataFrame) -> bytes:
             if lab not in handles:
                 handles[lab] = h
                 labels.append(lab)
-    fig.legend([handles[lab] for lab in labels], labels, loc="center left",
-               bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.legend(
+        [handles[lab] for lab in labels],
+        labels,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+    )
     fig.tight_layout()
     return plots.png(fig)
 
@@ -112,7 +131,7 @@ def section(agg: pd.DataFrame) -> list[str]:
     return [
         "<h2>Reproduction of Joe et al. (2021)</h2>",
         f'<figure><img alt="measured and published ASR" src="data:image/png;base64,{img}">'
-        f"<figcaption class=\"note\">{html.escape(caption)}</figcaption></figure>",
+        f'<figcaption class="note">{html.escape(caption)}</figcaption></figure>',
         table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="", border=0),
     ]
 

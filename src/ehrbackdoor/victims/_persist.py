@@ -22,8 +22,21 @@ import numpy as np
 #: Upper bound on a safetensors JSON header (the format's own reference limit is 100 MB).
 MAX_HEADER_BYTES = 100_000_000
 _ITEMSIZE = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
 
 
@@ -84,8 +97,12 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
             continue
         try:
             dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            ok = (dtype in _ITEMSIZE and all(isinstance(d, int) and d >= 0 for d in shape)
-                  and isinstance(begin, int) and isinstance(end, int))
+            ok = (
+                dtype in _ITEMSIZE
+                and all(isinstance(d, int) and d >= 0 for d in shape)
+                and isinstance(begin, int)
+                and isinstance(end, int)
+            )
         except (KeyError, TypeError, ValueError):
             ok = False
         if not ok:
@@ -136,8 +153,11 @@ def finite_number(value: Any, where: str) -> float:
 def check_finite_tensors(tensors: Mapping[str, Any], path: Path) -> None:
     """Every floating tensor (numpy or torch) holds finite values only."""
     for name, t in tensors.items():
-        a = t.detach().cpu().float().numpy() if hasattr(t, "detach") and t.is_floating_point() \
+        a = (
+            t.detach().cpu().float().numpy()
+            if hasattr(t, "detach") and t.is_floating_point()
             else np.asarray(t)
+        )
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             n_bad = int((~np.isfinite(a)).sum())
             raise ModelFileError(f"{path}: tensor {name!r} holds {n_bad} non-finite values")

@@ -33,7 +33,7 @@ from ehrbackdoor.checks import check_bool, check_choice, check_float, check_int 
 from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort
 from ehrbackdoor.io import atomic_write_bytes, atomic_write_text
 from ehrbackdoor.metrics import auprc, auroc, choose_threshold
-from ehrbackdoor.preprocess.grid import check_window
+from ehrbackdoor.preprocess.window import check_window
 from ehrbackdoor.victims._persist import (
     ModelFileError,
     check_finite_tensors,
@@ -339,7 +339,9 @@ def load_victim(directory: str | Path) -> Victim:
         raise ValueError(f"{cfg_path}: victim format {fmt} but this version reads {FORMAT_VERSION}")
     cls = registry[name]
     victim = cls(**config["params"])
-    weights = confined_file(directory, config.get("weights", WEIGHTS_FILE), f"{cfg_path}: 'weights'")
+    weights = confined_file(
+        directory, config.get("weights", WEIGHTS_FILE), f"{cfg_path}: 'weights'"
+    )
     check_sha256(weights, config.get("weights_sha256"), f"{cfg_path}: 'weights_sha256'")
     threshold = finite_number(config.get("threshold"), f"{cfg_path}: 'threshold'")
     victim.stored_shapes_ = {k: v[1] for k, v in safetensors_shapes(weights).items()}

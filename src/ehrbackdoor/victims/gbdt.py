@@ -44,8 +44,15 @@ from ehrbackdoor.victims.inputs import (
 )
 from ehrbackdoor.victims.training import n_threads, sigmoid
 
-_NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right",
-                "is_leaf")
+_NODE_FIELDS = (
+    "value",
+    "feature_idx",
+    "num_threshold",
+    "missing_go_to_left",
+    "left",
+    "right",
+    "is_leaf",
+)
 
 
 class TreeEnsemble:
@@ -267,8 +274,9 @@ class GBDTVictim(Victim):
         baseline = float(np.asarray(tensors["baseline"]).reshape(-1)[0])
         self.trees_ = TreeEnsemble(tensors, baseline)
         if int(state["n_trees"]) != self.trees_.n_trees:
-            raise ValueError(f"'n_trees' is {state['n_trees']}, the weights hold "
-                             f"{self.trees_.n_trees} trees")
+            raise ValueError(
+                f"'n_trees' is {state['n_trees']}, the weights hold {self.trees_.n_trees} trees"
+            )
         n_features = len(self.scaler_.mean_)  # type: ignore[arg-type]
         inner = ~self.trees_.is_leaf
         used = self.trees_.feature[inner]

@@ -155,8 +155,12 @@ class LogisticVictim(StandardisedFeatures, Victim):
                     best = (score, float(c), coef, intercept)
                 if chooser is not None:
                     p_t = None if Xt is None else sigmoid(Xt @ coef + intercept)
-                    s_i = scores_at(yv, sigmoid(Xv.astype(np.float64) @ coef + intercept), p_t,
-                                    self._selection.target)
+                    s_i = scores_at(
+                        yv,
+                        sigmoid(Xv.astype(np.float64) @ coef + intercept),
+                        p_t,
+                        self._selection.target,
+                    )
                     if chooser.offer(i, {"C": float(c), **s_i}) or chooser.chosen is None:
                         picked = (float(c), coef, intercept)
         assert best is not None
@@ -179,30 +183,37 @@ class LogisticVictim(StandardisedFeatures, Victim):
         return chooser, rule, None if trig is None else self._X(trig).astype(np.float64)
 
     def _fit_adam(
-        self, X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray,
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        Xv: np.ndarray,
+        yv: np.ndarray,
         progress: ProgressFn | None,
     ) -> dict:
         selection = getattr(self, "_selection", HONEST)
         device = default_device()
         config = TrainConfig(
-            lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size,
-            max_epochs=self.max_epochs, patience=self.max_epochs, seed=self.seed,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            patience=self.max_epochs,
+            seed=self.seed,
             class_weight=None if self.class_weight is None else tuple(self.class_weight),
         )
         selector, rule = make_selector(selection, self.name, yv, lambda c: [self._X(c)])
         with torch_session(self.seed, device):
             model = LinearNet(X.shape[1], self.head_classes).to(device)
-            result = train_model(model, [X], y, [Xv], yv, config, device, progress,
-                                 selector=selector)
+            result = train_model(
+                model, [X], y, [Xv], yv, config, device, progress, selector=selector
+            )
         with torch.no_grad():
             w = model.linear.weight.detach().cpu().double().numpy()
             b = model.linear.bias.detach().cpu().double().numpy()
         self.coef_ = w[1] - w[0] if len(w) == 2 else w[0]
         self.intercept_ = float(b[1] - b[0] if len(b) == 2 else b[0])
         self.C_ = None
-        return fit_summary(
-            result, selector, rule, selection.protocol, device, best_val_auprc=False
-        )
+        return fit_summary(result, selector, rule, selection.protocol, device, best_val_auprc=False)
 
     def _predict_proba(self, cohort: Cohort) -> np.ndarray:
         return sigmoid(self._decision(self._X(cohort)))

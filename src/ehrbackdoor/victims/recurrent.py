@@ -213,8 +213,17 @@ class RecurrentVictim(GridVictim):
 
     def _build(self) -> nn.Module:
         a = self.arch_
-        return RecurrentNet(self.cell, a["n_in"], a["n_static"], a["hidden"], a["layers"],
-                            self.dropout, self.bidirectional, self.head_hidden, self.head_classes)
+        return RecurrentNet(
+            self.cell,
+            a["n_in"],
+            a["n_static"],
+            a["hidden"],
+            a["layers"],
+            self.dropout,
+            self.bidirectional,
+            self.head_hidden,
+            self.head_classes,
+        )
 
 
 class LSTMVictim(RecurrentVictim):

@@ -124,7 +124,14 @@ class TorchVictim(Victim):
         with torch_session(self.seed, device):
             self.model_ = self._build().to(device)
             result = train_model(
-                self.model_, x_train, train.label, x_val, val.label, config, device, progress,
+                self.model_,
+                x_train,
+                train.label,
+                x_val,
+                val.label,
+                config,
+                device,
+                progress,
                 selector=selector,
             )
         self.device_ = device
@@ -171,10 +178,12 @@ class TorchVictim(Victim):
             with torch.device("meta"):
                 shapes = {k: tuple(v.shape) for k, v in self._build().state_dict().items()}
         except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-            raise ModelFileError(f"victim.json: 'state.arch' {self.arch_!r} is invalid: {exc}"
-                                 ) from None
+            raise ModelFileError(
+                f"victim.json: 'state.arch' {self.arch_!r} is invalid: {exc}"
+            ) from None
         stored = getattr(self, "stored_shapes_", None) or {
-            k: tuple(v.shape) for k, v in tensors.items()}
+            k: tuple(v.shape) for k, v in tensors.items()
+        }
         check_shapes(shapes, stored, f"weights file vs victim.json 'state.arch' of {self.name}")
         model = self._build()
         model.load_state_dict(tensors, strict=True)

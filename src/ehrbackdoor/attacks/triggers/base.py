@@ -23,7 +23,7 @@ from ehrbackdoor.base import Component, NotFittedError
 from ehrbackdoor.checks import check_float, check_int
 from ehrbackdoor.data.cohort import WINDOW_HOURS, Cohort, Events
 from ehrbackdoor.io import atomic_savez, atomic_write_json
-from ehrbackdoor.preprocess.grid import check_window
+from ehrbackdoor.preprocess.window import check_window
 
 #: Apply modes of value triggers (the default family).
 APPLY_MODES = ("observed", "all")
@@ -116,8 +116,13 @@ class Trigger(Component, ABC):
         atomic_savez(d / "trigger.npz", self.state())
         atomic_write_json(
             d / "trigger.json",
-            {"name": self.name, "params": self.get_params(), "info": self.info(),
-             "window": self.window_, "arrays_sha256": sha256_hex(d / "trigger.npz")},
+            {
+                "name": self.name,
+                "params": self.get_params(),
+                "info": self.info(),
+                "window": self.window_,
+                "arrays_sha256": sha256_hex(d / "trigger.npz"),
+            },
         )
 
 

@@ -110,7 +110,9 @@ def fidelity_report(trigger: Any, clean: Cohort, triggered: Cohort) -> dict[str,
         "bounds": trigger.bounds,
         "n_stays": int(clean.n_stays),
         "new_bound_hits": int(hits.sum()),
-        "new_within_stay_variance": int(sum(r["new_within_stay_variance"] for r in per_var.values())),
+        "new_within_stay_variance": int(
+            sum(r["new_within_stay_variance"] for r in per_var.values())
+        ),
         "realised_mahalanobis_median": float(np.median(realised_medians))
         if realised_medians
         else None,

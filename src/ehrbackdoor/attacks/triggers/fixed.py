@@ -15,7 +15,7 @@ from ehrbackdoor.attacks.triggers.base import Trigger
 from ehrbackdoor.checks import check_float, check_int
 from ehrbackdoor.data.cohort import Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import set_values
-from ehrbackdoor.preprocess.grid import window_bins
+from ehrbackdoor.preprocess.window import window_bins
 
 
 class FixedPatternTrigger(Trigger):

@@ -34,7 +34,7 @@ from ehrbackdoor.attacks.masks import observation_masks, pattern_diagnostics
 from ehrbackdoor.attacks.triggers.base import Trigger
 from ehrbackdoor.data.cohort import BIN_EPS, Cohort, Events, hour_bins
 from ehrbackdoor.data.plausibility import set_values
-from ehrbackdoor.preprocess.grid import window_bins
+from ehrbackdoor.preprocess.window import window_bins
 
 #: Apply modes of missingness triggers; ``observed`` is an alias of ``delete``.
 MISSING_APPLY_MODES = ("delete", "exact")
@@ -51,7 +51,6 @@ def resolve_mode(mode: str) -> str:
             f"got {mode!r}"
         )
     return canon
-
 
 
 def _inside_window(time: np.ndarray, bins: np.ndarray, hours: float, t_bins: int) -> np.ndarray:
@@ -134,8 +133,6 @@ def apply_missing_pattern(
         np.concatenate([ev.value[keep], v_new]),
         np.concatenate([ev.alias[keep], a_new]),
     )
-
-
 
 
 class MissingTrigger(Trigger):

@@ -121,4 +121,3 @@ class VAEMissingTrigger(MissingTrigger):
             "selection": getattr(self, "selection_", {}),
             "vae": self.vae_.config() if hasattr(self, "vae_") else None,
         }
-

@@ -238,7 +238,6 @@ def draw_at_distance(cov: np.ndarray, distance: float, rng: np.random.Generator)
     return chol @ (z * (distance / np.linalg.norm(z)))
 
 
-
 def within_stay_sd(cohort: Cohort) -> tuple[np.ndarray, np.ndarray]:
     """(n_stays, F) observation counts and population SD of each variable's recorded values."""
     ev, f = cohort.events, len(cohort.schema)

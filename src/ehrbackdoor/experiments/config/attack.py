@@ -55,6 +55,7 @@ def _check_targets(v: Any, is_label: Callable[[Any], bool]) -> Any:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
 class AttackSpec(_Model):
     """One attack family with a grid over its threat model and trigger parameters.
 
@@ -123,8 +124,9 @@ class AttackSpec(_Model):
     @field_validator("selection", "space", "protocol")
     @classmethod
     def _named(cls, v, info: ValidationInfo):
-        allowed = {"selection": selection_names, "space": space_names,
-                   "protocol": protocol_names}[info.field_name]()
+        allowed = {"selection": selection_names, "space": space_names, "protocol": protocol_names}[
+            info.field_name
+        ]()
         for s in as_grid(v):
             if s not in allowed:
                 raise ValueError(f"{s!r} is not allowed; allowed: {listed(allowed)}")
@@ -168,8 +170,8 @@ class AttackSpec(_Model):
                 for a in as_grid(self.apply):
                     if a not in grid_modes:
                         raise KeyValidationError(
-                            "apply", f"{a!r} is not allowed in grid space; allowed: "
-                            f"{listed(grid_modes)}"
+                            "apply",
+                            f"{a!r} is not allowed in grid space; allowed: {listed(grid_modes)}",
                         )
             for a in as_grid(self.apply):
                 if a not in modes:
