@@ -240,7 +240,7 @@ def test_full_download_and_extraction(source: Path, server: ServerState, tmp_pat
     records = {s: _build_set(source, s, server.root) for s in ("a", "b")}
     _write_sums(server.root)
     out = tmp_path / "dest" / "out"
-    result = fetch_physionet2012(out, sets=("a", "b"), base_url=server.base_url, progress=False)
+    result = fetch_physionet2012(out, sets=("a", "b"), base_url=server.base_url)
     assert result == out
     for letter, recs in records.items():
         _assert_set(out, letter, recs, server.root)
@@ -259,7 +259,7 @@ def _fetch_over_partial(
     out.mkdir(parents=True)
     (out / "set-a.tar.gz.part").write_bytes(part_of((server.root / "set-a.tar.gz").read_bytes()))
 
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+    fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
 
     _assert_set(out, "a", records, server.root)
     return out
@@ -303,7 +303,7 @@ def test_checksum_mismatch_raises(source: Path, server: ServerState, tmp_path: P
     out = tmp_path / "dest" / "out"
 
     with pytest.raises(FetchError) as excinfo:
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
 
     message = str(excinfo.value)
     assert "set-a.tar.gz" in message and wrong in message and actual in message
@@ -320,7 +320,7 @@ def test_file_missing_from_checksums_refused(
     out = tmp_path / "dest" / "out"
 
     with pytest.raises(FetchError, match=r"Outcomes-a\.txt.*not listed"):
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
 
     assert [r[0] for r in server.requests] == ["SHA256SUMS.txt"]
     assert sorted(p.name for p in out.iterdir()) == ["SHA256SUMS.txt"]
@@ -333,13 +333,13 @@ def test_http_error_names_url(source: Path, server: ServerState, tmp_path: Path)
     out = tmp_path / "dest" / "out"
 
     with pytest.raises(FetchError, match="404") as excinfo:
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
     assert f"{server.base_url}Outcomes-a.txt" in str(excinfo.value)
 
 
 def test_unknown_set_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sets"):
-        fetch_physionet2012(tmp_path, sets=("d",), base_url="http://127.0.0.1:9/", progress=False)
+        fetch_physionet2012(tmp_path, sets=("d",), base_url="http://127.0.0.1:9/")
 
 
 def _evil_members(kind: str, dest: Path) -> tuple[str, list[tuple[tarfile.TarInfo, bytes | None]]]:
@@ -382,7 +382,7 @@ def test_unsafe_archive_members_refused(kind: str, server: ServerState, tmp_path
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "srv" not in p.parts)
 
     with pytest.raises(FetchError, match="unsafe member") as excinfo:
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
 
     assert repr(bad_name) in str(excinfo.value)
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "srv" not in p.parts)
@@ -399,12 +399,12 @@ def test_rerun_is_noop(source: Path, server: ServerState, tmp_path: Path) -> Non
     records = _build_set(source, "a", server.root)
     _write_sums(server.root)
     out = tmp_path / "dest" / "out"
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+    fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
     assert len(server.requests) == 3
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
 
     server.requests.clear()
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+    fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
 
     assert server.requests == []
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == mtimes
@@ -415,8 +415,12 @@ def test_progress_bar_smoke(source: Path, server: ServerState, tmp_path: Path) -
     _build_set(source, "a", server.root)
     _write_sums(server.root)
     out = tmp_path / "dest" / "out"
-    fetch_physionet2012(out, sets=["a"], base_url=server.base_url.rstrip("/"), progress=True)
+    seen: list[tuple[str, int, int | None]] = []
+    fetch_physionet2012(
+        out, sets=["a"], base_url=server.base_url.rstrip("/"), progress=lambda *a: seen.append(a)
+    )
     assert (out / "set-a").is_dir()
+    assert {name for name, _, _ in seen} >= {"set-a.tar.gz", "Outcomes-a.txt"}
 
 
 def test_connection_error_names_url(tmp_path: Path) -> None:
@@ -425,7 +429,7 @@ def test_connection_error_names_url(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}/"
     with pytest.raises(FetchError, match="network error") as excinfo:
-        fetch_physionet2012(tmp_path / "out", sets=("a",), base_url=base, progress=False)
+        fetch_physionet2012(tmp_path / "out", sets=("a",), base_url=base)
     assert f"{base}SHA256SUMS.txt" in str(excinfo.value)
 
 
@@ -451,7 +455,7 @@ def test_planted_symlink_is_never_written_through(
     out, victim = _served_set_and_victim(source, server, tmp_path)
     (out / planted).symlink_to(victim)
     with pytest.raises(FetchError, match="link"):
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
     assert victim.read_bytes() == b"precious\n"
 
 
@@ -461,7 +465,7 @@ def test_planted_hardlink_part_is_refused(
     out, victim = _served_set_and_victim(source, server, tmp_path)
     os.link(victim, out / "set-a.tar.gz.part")
     with pytest.raises(FetchError, match="singly-linked"):
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
     assert victim.read_bytes() == b"precious\n"
 
 
@@ -479,7 +483,7 @@ def test_compression_bomb_is_refused(server: ServerState, tmp_path: Path) -> Non
     assert (server.root / "set-a.tar.gz").stat().st_size < 100_000
     out = tmp_path / "out"
     with pytest.raises(FetchError, match="limit"):
-        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False)
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url)
     assert not (out / "set-a").exists() and _leftovers(out) == []
     assert sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) < 1_000_000
 
@@ -497,7 +501,6 @@ def test_declared_limits_bound_extraction(
             out,
             sets=("a",),
             base_url=server.base_url,
-            progress=False,
             manifest={"set-a.tar.gz": spec},
         )
     assert not (out / "set-a").exists() and _leftovers(out) == []
@@ -506,7 +509,6 @@ def test_declared_limits_bound_extraction(
         out,
         sets=("a",),
         base_url=server.base_url,
-        progress=False,
         manifest={"set-a.tar.gz": FileSpec(extracted_max_bytes=10**8)},
     )
     assert len(list((out / "set-a").iterdir())) == N_RECORDS
@@ -520,12 +522,10 @@ def test_mirror_disagreeing_with_shipped_digest_is_refused(
     official = {"set-a.tar.gz": FileSpec(sha256="0" * 64)}
     out = tmp_path / "out"
     with pytest.raises(FetchError, match="tampered"):
-        fetch_physionet2012(
-            out, sets=("a",), base_url=server.base_url, progress=False, manifest=official
-        )
+        fetch_physionet2012(out, sets=("a",), base_url=server.base_url, manifest=official)
     assert not (out / "set-a.tar.gz").exists() and not (out / "set-a").exists()
     good = {"set-a.tar.gz": FileSpec(sha256=_sha((server.root / "set-a.tar.gz").read_bytes()))}
-    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, progress=False, manifest=good)
+    fetch_physionet2012(out, sets=("a",), base_url=server.base_url, manifest=good)
     assert (out / "set-a").is_dir()
 
 

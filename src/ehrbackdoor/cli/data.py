@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ehrbackdoor.cli.common import check_out_dir, check_out_file, friendly_errors, print_error
+from ehrbackdoor.cli.progress import progress_bar
 
 data_app = typer.Typer(no_args_is_help=True, help="Synthesise, fetch, inspect and export data.")
 
@@ -32,7 +33,8 @@ def data_synth(
     if out.is_dir() and any(out.iterdir()):
         # Old files of another cohort would be read together with the new ones.
         raise ValueError(f"--out {out}: directory is not empty; give a new or empty directory")
-    path = generate_synthetic(out, n_stays=stays, seed=seed, progress=True)
+    with progress_bar() as bar:
+        path = generate_synthetic(out, n_stays=stays, seed=seed, progress=bar)
     s = load_cohort(path).summary()
     typer.echo(
         f"wrote {s['n_stays']} stays ({s['n_positive']} deaths, {s['n_events']} events, "
@@ -55,11 +57,13 @@ def data_fetch(
         raise ValueError(f"unknown source {source!r}; available: physionet2012")
     check_out_dir(out)
     try:
-        path = fetch_physionet2012(
-            out,
-            sets=[s.strip() for s in sets.split(",") if s.strip()],
-            base_url=base_url or DEFAULT_URL,
-        )
+        with progress_bar(transfer=True) as bar:
+            path = fetch_physionet2012(
+                out,
+                sets=[s.strip() for s in sets.split(",") if s.strip()],
+                base_url=base_url or DEFAULT_URL,
+                progress=bar,
+            )
     except FetchError as e:
         print_error(str(e))
         raise typer.Exit(1) from None

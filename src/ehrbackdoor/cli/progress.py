@@ -1,4 +1,4 @@
-"""Progress shown while a command works: spinners and an epoch bar on stderr."""
+"""Progress shown while a command works: spinners, an epoch bar and progress bars on stderr."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ehrbackdoor.cli.common import err
+from ehrbackdoor.progress import ProgressFn
 
 
 class epoch_progress:
@@ -63,3 +64,30 @@ def step_status(first: str = "starting") -> Iterator[Callable[[str], None]]:
     line(first)
     yield line
     line("done")
+
+
+@contextmanager
+def progress_bar(transfer: bool = False) -> Iterator[ProgressFn]:
+    """A rich bar (one task per description) fed by a library `ProgressFn`; with `transfer`,
+    columns for bytes, speed and time left. Hidden when stderr is not a terminal."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn()]
+    if transfer:
+        columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+    tasks: dict[str, int] = {}
+    with Progress(*columns, console=err, transient=not transfer, disable=not err.is_terminal) as p:
+
+        def update(description: str, done: int, total: int | None) -> None:
+            if description not in tasks:
+                tasks[description] = p.add_task(description, total=total)
+            p.update(tasks[description], completed=done, total=total)
+
+        yield update

@@ -25,16 +25,6 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-
 from ehrbackdoor.data.fetch_safety import (
     FileSpec,
     UnsafePathError,
@@ -44,6 +34,7 @@ from ehrbackdoor.data.fetch_safety import (
     refuse_link,
     regular_size,
 )
+from ehrbackdoor.progress import ProgressFn
 
 __all__ = [
     "CHECKSUM_FILE",
@@ -129,7 +120,7 @@ def _content_range_start(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _fetch_to_part(url: str, part: Path, *, timeout: float, progress: Progress) -> None:
+def _fetch_to_part(url: str, part: Path, *, timeout: float, progress: ProgressFn | None) -> None:
     """Download ``url`` into ``part``, resuming from the bytes already there when possible.
 
     A server that ignores ``Range`` (answers 200) restarts the file from zero. Network errors
@@ -166,18 +157,16 @@ def _fetch_to_part(url: str, part: Path, *, timeout: float, progress: Progress) 
 
             length_header = response.headers.get("Content-Length")
             length = int(length_header) if length_header and length_header.isdigit() else None
-            task = progress.add_task(
-                part.name.removesuffix(".part"),
-                total=None if length is None else offset + length,
-                completed=offset,
-            )
+            name = part.name.removesuffix(".part")
+            total = None if length is None else offset + length
             written = 0
             try:
                 with open_nofollow(part, append=mode == "ab") as fh:
                     while chunk := response.read(_CHUNK):
                         fh.write(chunk)
                         written += len(chunk)
-                        progress.advance(task, len(chunk))
+                        if progress is not None:
+                            progress(name, offset + written, total)
             except (OSError, http.client.HTTPException) as exc:
                 raise FetchError(
                     f"download of {url} interrupted after {offset + written} bytes ({exc}); "
@@ -193,7 +182,7 @@ def _fetch_to_part(url: str, part: Path, *, timeout: float, progress: Progress) 
 
 
 def _download_verified(
-    url: str, dest: Path, expected: str, *, timeout: float, progress: Progress
+    url: str, dest: Path, expected: str, *, timeout: float, progress: ProgressFn | None
 ) -> None:
     """Download ``url`` to ``dest`` via ``dest.part``; rename only if the SHA-256 matches."""
     refuse_link(dest)
@@ -217,7 +206,7 @@ def _download_verified(
 
 
 def _load_checksums(
-    out_dir: Path, base_url: str, *, timeout: float, progress: Progress
+    out_dir: Path, base_url: str, *, timeout: float, progress: ProgressFn | None
 ) -> dict[str, str]:
     """Return checksums from ``out_dir/SHA256SUMS.txt``, downloading it if absent or empty."""
     dest = out_dir / CHECKSUM_FILE
@@ -344,7 +333,7 @@ def fetch_physionet2012(
     out_dir: Path,
     sets: Sequence[str] = VALID_SETS,
     base_url: str = DEFAULT_URL,
-    progress: bool = True,
+    progress: ProgressFn | None = None,
     timeout: float = 60,
     manifest: Mapping[str, FileSpec] | None = None,
 ) -> Path:
@@ -355,7 +344,8 @@ def fetch_physionet2012(
     downloaded again; partial downloads (``*.part``) are resumed. Every file must be listed in
     ``SHA256SUMS.txt`` (cached in ``out_dir``) and match it; where `manifest` (default: the
     shipped official digests, `fetch_safety.load_manifest`) gives a digest, the mirror's list and
-    the file must match that too. Returns ``out_dir``.
+    the file must match that too. `progress` (optional) is called as bytes arrive with the file
+    name, the bytes so far and the file's size. Returns ``out_dir``.
     """
     wanted = list(dict.fromkeys(s.strip().lower().removeprefix("set-") for s in sets))
     unknown = [s for s in wanted if s not in VALID_SETS]
@@ -364,35 +354,24 @@ def fetch_physionet2012(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    console = Console(stderr=True)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
     specs = load_manifest() if manifest is None else dict(manifest)
     try:
-        with Progress(*columns, console=console, disable=not progress) as bar:
-            sums = _load_checksums(out_dir, base_url, timeout=timeout, progress=bar)
-            plan = [(s, f"set-{s}.tar.gz", f"Outcomes-{s}.txt") for s in wanted]
-            expected = {
-                name: _expected(name, sums, specs, out_dir) for _, *ns in plan for name in ns
-            }
-            for letter, archive_name, outcomes_name in plan:
-                for name in (archive_name, outcomes_name):
-                    _download_verified(
-                        _join_url(base_url, name),
-                        out_dir / name,
-                        expected[name],
-                        timeout=timeout,
-                        progress=bar,
-                    )
-                if not os.path.lexists(out_dir / f"set-{letter}"):
-                    safe_extract(
-                        out_dir / archive_name, out_dir, f"set-{letter}", specs.get(archive_name)
-                    )
+        sums = _load_checksums(out_dir, base_url, timeout=timeout, progress=progress)
+        plan = [(s, f"set-{s}.tar.gz", f"Outcomes-{s}.txt") for s in wanted]
+        expected = {name: _expected(name, sums, specs, out_dir) for _, *ns in plan for name in ns}
+        for letter, archive_name, outcomes_name in plan:
+            for name in (archive_name, outcomes_name):
+                _download_verified(
+                    _join_url(base_url, name),
+                    out_dir / name,
+                    expected[name],
+                    timeout=timeout,
+                    progress=progress,
+                )
+            if not os.path.lexists(out_dir / f"set-{letter}"):
+                safe_extract(
+                    out_dir / archive_name, out_dir, f"set-{letter}", specs.get(archive_name)
+                )
     except UnsafePathError as exc:
         raise FetchError(f"{exc.filename} {exc.strerror}") from exc
     return out_dir

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 from ehrbackdoor.data.cohort import WINDOW_HOURS
 from ehrbackdoor.data.schema import Variable, mimic3_schema
+from ehrbackdoor.progress import ProgressFn
 
 #: Fraction of stays that die in hospital (the benchmark's train set has 13.5%).
 MORTALITY = 0.13
@@ -348,11 +349,12 @@ def _split(rng: np.random.Generator, label: np.ndarray) -> np.ndarray:
 
 
 def generate_synthetic(
-    out_dir: str | Path, n_stays: int = 2000, seed: int = 0, progress: bool = False
+    out_dir: str | Path, n_stays: int = 2000, seed: int = 0, progress: ProgressFn | None = None
 ) -> Path:
     """Write `n_stays` synthetic stays as a MIMIC-III benchmark in-hospital-mortality directory.
 
-    Returns `out_dir`, ready for `read_mimic3`. Same `seed` -> byte-identical files.
+    Returns `out_dir`, ready for `read_mimic3`. Same `seed` -> byte-identical files. `progress`
+    (optional) is told every 500 stays how many files are written.
     """
     if n_stays < 1:
         raise ValueError(f"n_stays must be positive, got {n_stays}")
@@ -380,23 +382,10 @@ def generate_synthetic(
     for f in set(folders.values()):
         f.mkdir(parents=True, exist_ok=True)
 
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task("writing synthetic stays", total=n)
-    try:
-        for i in range(n):
-            (folders[int(part[i])] / names[i]).write_bytes(
-                header + buf[byte_off[i] : byte_off[i + 1]]
-            )
-            if bar is not None and (i % 500 == 0 or i == n - 1):
-                bar.update(task, completed=i + 1)
-    finally:
-        if bar is not None:
-            bar.stop()
+    for i in range(n):
+        (folders[int(part[i])] / names[i]).write_bytes(header + buf[byte_off[i] : byte_off[i + 1]])
+        if progress is not None and (i % 500 == 0 or i == n - 1):
+            progress("writing synthetic stays", i + 1, n)
 
     for k, split in enumerate(("train", "val", "test")):
         idx = rng.permutation(np.flatnonzero(part == k))
