@@ -29,7 +29,7 @@ import numpy as np
 
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.defences.base import Detector, check_choice, check_float
-from ehrbackdoor.preprocess.grid import discretize, grid_raw
+from ehrbackdoor.preprocess.grid import discretize, grid_raw, impute_unobserved
 
 IMPUTATIONS = ("previous", "normal", "zero")
 SCORES = ("count", "magnitude")
@@ -42,18 +42,13 @@ def implied_imputation(
 
     Observed cells keep their value; unobserved cells get the previous hour's implied value
     (``previous``, the normal value before the first observation), the normal value (``normal``)
-    or 0 (``zero``). One vectorised step per bin.
+    or 0 (``zero``): the victims' own imputation (`preprocess.grid.impute_unobserved`).
     """
     out = values.copy()
-    normal = np.asarray(normal, dtype=values.dtype)  # (F,), broadcasts over stays and hours
-    if impute == "normal":
-        np.copyto(out, np.broadcast_to(normal, values.shape), where=~mask)
-    elif impute == "zero":
+    if impute == "zero":
         out[~mask] = 0
     else:
-        np.copyto(out[:, 0], np.broadcast_to(normal, out[:, 0].shape), where=~mask[:, 0])
-        for t in range(1, values.shape[1]):
-            np.copyto(out[:, t], out[:, t - 1], where=~mask[:, t])
+        impute_unobserved(out, mask, np.asarray(normal), impute)
     return out
 
 

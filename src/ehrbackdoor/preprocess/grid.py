@@ -264,8 +264,9 @@ def _gru_d_delta(obs: np.ndarray, timestep: float) -> np.ndarray:
     return delta
 
 
-def _impute(values: np.ndarray, obs: np.ndarray, normal: np.ndarray, impute: str) -> None:
-    """Impute unobserved cells of (n, T, F) `values` in place (observed cells already written)."""
+def impute_unobserved(values: np.ndarray, obs: np.ndarray, normal: np.ndarray, impute: str) -> None:
+    """Impute unobserved cells of (n, T, F) `values` in place (observed cells already written;
+    with ``zero`` the unobserved cells must already hold 0, as a fresh grid does)."""
     normal = normal.astype(values.dtype)
     if impute == "previous":
         _forward_fill(values, obs, normal)
@@ -299,7 +300,7 @@ def grid_raw(
     impute = _check_impute(impute, (*IMPUTE_STRATEGIES, "none"))
     hours = window_hours(cohort, hours)
     obs, values = _scatter(cohort, _winning_events(cohort, timestep, hours), np.float64)
-    _impute(values, obs, cohort.schema.normals, impute)
+    impute_unobserved(values, obs, cohort.schema.normals, impute)
     if perturb:
         perturb_values(values, obs, cohort, timestep)
     return RawGrid(
@@ -340,7 +341,7 @@ def discretize(
     schema = cohort.schema
     last = _winning_events(cohort, timestep, hours)
     obs, ordinal = _scatter(cohort, last, np.float32)
-    _impute(ordinal, obs, schema.normals, impute)
+    impute_unobserved(ordinal, obs, schema.normals, impute)
     if perturb:
         moved = perturbed_categoricals(cohort) if layout == "benchmark" else []
         if moved:
@@ -423,7 +424,9 @@ def _one_hot_layout(
         pos = np.full((n, t_bins, 1), -1, dtype=np.int64)
         pos[obs[:, :, f : f + 1]] = pos_ev
         if impute != "zero":  # "zero": unobserved cells stay -1, an all-zero one-hot
-            _impute(pos, obs[:, :, f : f + 1], _positions_of_codes(v, np.array([v.normal])), impute)
+            impute_unobserved(
+                pos, obs[:, :, f : f + 1], _positions_of_codes(v, np.array([v.normal])), impute
+            )
         hot = np.flatnonzero(pos.ravel() >= 0)
         rows[hot, a + pos.ravel()[hot]] = 1.0
     return values, col_var, tuple(kinds)
