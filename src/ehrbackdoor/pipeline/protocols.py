@@ -28,17 +28,13 @@ from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.victims import VICTIMS, preset_params
 from ehrbackdoor.victims.protocol import PAPER_RULES, PROTOCOLS, Selection
 
-#: Victim presets (`ehrbackdoor.victims.presets`), the first the default.
-VICTIM_PRESETS = ("tuned", "paper")
 #: The window-feature representation grid-space poison reaches.
 GRID_FEATURES = "hourly"
 
 
 def takes_features(name: str) -> bool:
     """True for victims on window statistics (they take a ``features`` parameter)."""
-    import inspect
-
-    return "features" in inspect.signature(VICTIMS[name].__init__).parameters
+    return "features" in VICTIMS[name].param_names()
 
 
 def victim_params_for(
@@ -50,8 +46,6 @@ def victim_params_for(
     ``features="hourly"`` (note ``features_forced``), since grid poison never reaches statistics
     of raw events. With the tuned preset in raw space `params` come back unchanged.
     """
-    if preset not in VICTIM_PRESETS:
-        raise ValueError(f"unknown victim preset {preset!r}; valid: {', '.join(VICTIM_PRESETS)}")
     out = {**preset_params(preset, name), **dict(params or {})}
     notes: dict[str, Any] = {}
     if space == "grid" and takes_features(name) and out.get("features", "events") != GRID_FEATURES:
@@ -124,7 +118,6 @@ def selection_summary(victim: Any) -> dict[str, Any]:
 
 __all__ = [
     "GRID_FEATURES",
-    "VICTIM_PRESETS",
     "check_protocol",
     "needs_triggered_val",
     "selection_for",
