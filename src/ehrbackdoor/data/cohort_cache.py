@@ -20,6 +20,7 @@ Also stored: the per-stay content digests the preprocessing cache looks stays up
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -130,7 +131,9 @@ def stay_digests_of(cohort: Cohort) -> np.ndarray:
     return d
 
 
+@functools.cache
 def _code_fingerprint() -> str:
+    """Digest of the reading code; once per process (the imported code cannot change under it)."""
     import ehrbackdoor
 
     here = Path(__file__).resolve().parent
