@@ -7,8 +7,6 @@ modes, parameters) are answered by `ehrbackdoor.attacks.trigger_info`.
 
 from __future__ import annotations
 
-import inspect
-
 
 def trigger_names() -> list[str]:
     from ehrbackdoor.attacks import TRIGGERS
@@ -62,17 +60,7 @@ def victim_names() -> list[str]:
 def victim_param_names(name: str) -> list[str]:
     from ehrbackdoor.victims import VICTIMS
 
-    return [p for p in init_params(VICTIMS[name]) if p != "seed"]
-
-
-def init_params(cls: type) -> list[str]:
-    """Named constructor parameters of a class, without `self` and `seed`."""
-    sig = inspect.signature(cls.__init__)
-    return [
-        p.name
-        for p in sig.parameters.values()
-        if p.name not in ("self", "seed") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    ]
+    return [p for p in VICTIMS[name].param_names() if p != "seed"]
 
 
 def space_names() -> tuple[str, ...]:
