@@ -1,4 +1,5 @@
-"""Surrogate-scored trigger design: deterministic for a seed, reads only the attacker's stays."""
+"""Surrogate-scored trigger design: deterministic for a seed, reads only the attacker's stays,
+for both families."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ import numpy as np
 import pytest
 
 from ehrbackdoor.attacks import ThreatModel
-from ehrbackdoor.attacks.design import DesignSpace, attacker_split, dense_variables, design_trigger
+from ehrbackdoor.attacks import make_trigger
+from ehrbackdoor.attacks.design import (
+    MissingSpace,
+    TemporalSpace,
+    attacker_split,
+    dense_variables,
+    design_trigger,
+)
 from ehrbackdoor.data.schema import physionet2012_schema
 
 from .conftest import random_cohort
 
-SPACE = DesignSpace(ranks=(1, None), variable_sets=("all", "dense"), n_draws=2)
+SPACE = TemporalSpace(strength=2.0, ranks=(1, None), variable_sets=("all", "dense"), n_draws=2)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +37,8 @@ def test_attacker_split_is_disjoint_and_stratified(pool):
 def test_design_is_deterministic_and_reads_only_the_attacker(pool):
     att, vic = attacker_split(pool, seed=1)
     threat = ThreatModel(target=1, rate=0.05, seed=0)
-    a = design_trigger(att, threat, strength=2.0, space=SPACE, seed=3)
-    b = design_trigger(att, threat, strength=2.0, space=SPACE, seed=3)
+    a = design_trigger(att, threat, space=SPACE, seed=3)
+    b = design_trigger(att, threat, space=SPACE, seed=3)
     assert a.params == b.params
     assert a.candidates == b.candidates
     np.testing.assert_array_equal(a.trigger.pattern_, b.trigger.pattern_)
@@ -49,7 +57,7 @@ def test_design_is_deterministic_and_reads_only_the_attacker(pool):
 def test_another_seed_another_search(pool):
     att, _ = attacker_split(pool, seed=1)
     threat = ThreatModel(target=1, rate=0.05, seed=0)
-    space = DesignSpace(ranks=(None,), variable_sets=("all",), n_draws=2)
+    space = TemporalSpace(ranks=(None,), variable_sets=("all",), n_draws=2)
     a = design_trigger(att, threat, space=space, seed=3)
     b = design_trigger(att, threat, space=space, seed=4)
     assert [c["params"]["seed"] for c in a.candidates] != [
@@ -65,7 +73,7 @@ def test_dense_variables_are_the_charted_ones(pool):
 
 def test_space_checks():
     with pytest.raises(ValueError, match="variable_sets"):
-        DesignSpace(variable_sets=("vitals",))
+        TemporalSpace(variable_sets=("vitals",))
 
 
 def test_detectors_constrain_the_choice(pool):
@@ -73,7 +81,7 @@ def test_detectors_constrain_the_choice(pool):
 
     att, _ = attacker_split(pool, seed=1)
     threat = ThreatModel(target=1, rate=0.05, seed=0)
-    space = DesignSpace(ranks=(1, None), variable_sets=("all",), n_draws=2)
+    space = TemporalSpace(ranks=(1, None), variable_sets=("all",), n_draws=2)
     dets = {"range-check": make_defence("range-check")}
     # an unreachable detection limit: every candidate exceeds it, the least-detected one wins
     d = design_trigger(att, threat, space=space, detectors=dets, max_detection_auroc=0.0, seed=3)
@@ -81,3 +89,52 @@ def test_detectors_constrain_the_choice(pool):
     assert all(c["excess"] > 0 for c in d.candidates)
     best = min(d.candidates, key=lambda c: (c["excess"], -c["asr"]))
     assert d.params["seed"] == best["params"]["seed"] and d.params["rank"] == best["params"]["rank"]
+
+
+def test_lift_objective_maximises_asr_over_the_clean_surrogate(pool):
+    att, _ = attacker_split(pool, seed=1)
+    threat = ThreatModel(target=1, rate=0.05, seed=0)
+    d = design_trigger(att, threat, space=SPACE, objective="lift", max_auroc_cost=1.0, seed=3)
+    for c in d.candidates:
+        assert c["lift"] == pytest.approx(c["asr"] - c["asr_clean_surrogate"])
+    assert d.candidates[d.chosen]["lift"] == max(c["lift"] for c in d.candidates)
+    with pytest.raises(ValueError, match="objective"):
+        design_trigger(att, threat, space=SPACE, objective="auc", seed=3)
+
+
+VAE = {"epochs": 3, "n_candidates": 60, "latent_dim": 4}
+
+
+def test_reselect_equals_a_fresh_fit_with_that_rule(pool):
+    base = make_trigger("missing-vae", seed=5, **VAE).fit(pool)
+    other = base.reselect(objective="hamming", pick=1)
+    fresh = make_trigger("missing-vae", seed=5, objective="hamming", pick=1, **VAE).fit(pool)
+    np.testing.assert_array_equal(other.pattern_, fresh.pattern_)
+    assert other.selection_ == fresh.selection_
+    assert base.get_params()["objective"] == "deleted"  # the original is unchanged
+    assert other.selection_["objective"] == "hamming" and other.selection_["pick"] == 1
+
+
+def test_missing_design_is_deterministic_and_reads_only_the_attacker(pool):
+    att, vic = attacker_split(pool, seed=1)
+    threat = ThreatModel(target=0, rate=0.05, apply="exact", seed=0)
+    space = MissingSpace(picks=(0, 1), params=VAE)
+    a = design_trigger(att, threat, space=space, max_auroc_cost=1.0, seed=2)
+    b = design_trigger(att, threat, space=space, max_auroc_cost=1.0, seed=2)
+    assert a.candidates == b.candidates and a.params == b.params
+    np.testing.assert_array_equal(a.trigger.pattern_, b.trigger.pattern_)
+    assert 1 <= len(a.candidates) <= len(space.objectives) * 2
+    assert set(a.used_stay_ids) == set(att.stay_id)
+    assert not set(a.used_stay_ids) & set(vic.stay_id)
+    # every candidate is a different pattern, and the winner is the best-scoring one
+    assert len({c["pattern_index"] for c in a.candidates}) == len(a.candidates)
+    assert a.trigger.name == "missing-vae"
+    assert a.params == a.candidates[a.chosen]["params"]
+    assert a.candidates[a.chosen]["asr"] == max(c["asr"] for c in a.candidates)
+
+
+def test_missing_space_checks():
+    with pytest.raises(ValueError, match="objectives"):
+        MissingSpace(objectives=("dense",))
+    with pytest.raises(ValueError, match="picks"):
+        MissingSpace(picks=(-1,))

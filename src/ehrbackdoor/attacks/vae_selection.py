@@ -17,6 +17,12 @@ from ehrbackdoor.attacks.mask_vae import MaskVAE
 from ehrbackdoor.attacks.masks import hamming_to_masks
 
 
+#: Orders of the surviving candidates: ``deleted`` (the paper-style default: the pattern
+#: ``delete`` makes most visible, then the farthest from real masks), ``hamming`` (farthest from
+#: every real mask first), ``typical`` (ELBO percentile nearest the real stays' median first).
+OBJECTIVES = ("deleted", "hamming", "typical")
+
+
 def quantile_pair(name: str, q: Sequence[float]) -> tuple[float, float]:
     lo, hi = (float(x) for x in q)
     if not 0 <= lo < hi <= 1:
@@ -58,9 +64,14 @@ def select_pattern(
     max_carrier_share: float,
     min_hamming_cells: int,
     seed: int,
+    objective: str = "deleted",
+    pick: int = 0,
 ) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
     """The documented choice rule of ``missing-vae`` (see `VAEMissingTrigger`) over candidate
     patterns `cands` (c, T, F); `source` is each candidate's real stay index (-1 = prior draw).
+    `objective` orders the survivors (`OBJECTIVES`) and `pick` takes the survivor at that place
+    in the order (clipped to the last), so a design search can try several looks-normal
+    patterns of one fitted VAE.
 
     Returns the chosen index, per-candidate diagnostics and a JSON-able record of the choice.
     """
@@ -114,7 +125,13 @@ def select_pattern(
     ]
     relaxed, ok = next((name, ok) for name, ok in steps if ok.any())
     pool = np.flatnonzero(ok)
-    best = pool[np.lexsort((pool, -nn_ham[pool], -deleted[pool]))[0]]
+    if objective == "deleted":
+        order = np.lexsort((pool, -nn_ham[pool], -deleted[pool]))
+    elif objective == "hamming":
+        order = np.lexsort((pool, -deleted[pool], -nn_ham[pool]))
+    else:  # typical: ELBO percentile nearest the real median, then the most deleted
+        order = np.lexsort((pool, -deleted[pool], np.abs(elbo_pct[pool] - 0.5)))
+    best = pool[order[min(int(pick), len(order) - 1)]]
 
     candidates = {
         "elbo": cand_elbo,
@@ -128,7 +145,9 @@ def select_pattern(
         "passed": ok,
     }
     selection = {
-        "rule": "max deleted_fraction among typical & specific candidates (class docstring)",
+        "rule": f"objective {objective!r}, place {pick} among typical & specific candidates",
+        "objective": objective,
+        "pick": int(pick),
         "relaxed": relaxed,
         "chosen_index": int(best),
         "from": "prior" if source[best] < 0 else "posterior",

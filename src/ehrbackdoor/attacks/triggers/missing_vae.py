@@ -9,8 +9,8 @@ import numpy as np
 
 from ehrbackdoor.attacks.mask_vae import MaskVAE
 from ehrbackdoor.attacks.triggers.missing_base import MissingTrigger
-from ehrbackdoor.attacks.vae_selection import quantile_pair, select_pattern
-from ehrbackdoor.checks import check_float, check_int
+from ehrbackdoor.attacks.vae_selection import OBJECTIVES, quantile_pair, select_pattern
+from ehrbackdoor.checks import check_choice, check_float, check_int
 from ehrbackdoor.data.cohort import Cohort
 
 
@@ -32,7 +32,9 @@ class VAEMissingTrigger(MissingTrigger):
        carry the `delete` trigger by accident);
     3. pick the survivor that `delete` makes most visible to a model -- the largest mean share of a
        training stay's observations it removes -- ties broken by the larger nearest-neighbour
-       distance, then by the lower candidate index.
+       distance, then by the lower candidate index (``objective="deleted"``, ``pick=0``; other
+       orders of the survivors: `vae_selection.OBJECTIVES`; `pick` takes a later place in the
+       order, as the design search does with `reselect`).
 
     Rule 3 favours the sparsest pattern that still looks normal: the more a pattern removes, the
     more reliably a victim learns it at a 2 % poisoning rate, and rule 1 bounds how far that goes.
@@ -56,6 +58,8 @@ class VAEMissingTrigger(MissingTrigger):
         count_quantiles: Sequence[float] = (0.05, 0.95),
         min_typical_vars: float = 0.9,
         max_carrier_share: float = 0.001,
+        objective: str = "deleted",
+        pick: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
@@ -68,6 +72,8 @@ class VAEMissingTrigger(MissingTrigger):
         self.count_quantiles = quantile_pair("count_quantiles", count_quantiles)
         self.min_typical_vars = check_float("min_typical_vars", min_typical_vars, 0.0, 1.0)
         self.max_carrier_share = check_float("max_carrier_share", max_carrier_share, 0.0, 1.0)
+        self.objective = check_choice("objective", objective, OBJECTIVES)
+        self.pick = check_int("pick", pick, 0)
 
     def hamming_floor(self, n_cells: int) -> int:
         """`min_hamming` in cells: a fraction of the grid if < 1, else a count."""
@@ -84,12 +90,17 @@ class VAEMissingTrigger(MissingTrigger):
         prior = self.vae_.sample_prior(n_prior, rng)
         real_idx = rng.choice(len(masks), size=self.n_candidates - n_prior, replace=True)
         post = self.vae_.sample_posterior(masks[real_idx], rng)
-        cands = np.concatenate([prior, post])
-        source = np.concatenate([np.full(n_prior, -1), real_idx])
+        self._cands = np.concatenate([prior, post])
+        self._source = np.concatenate([np.full(n_prior, -1), real_idx])
+        self._masks_fit = masks
+        self._select()
+
+    def _select(self) -> None:
+        cands, masks = self._cands, self._masks_fit
         best, self.candidates_, self.selection_ = select_pattern(
             self.vae_,
             cands,
-            source,
+            self._source,
             masks,
             elbo_quantiles=self.elbo_quantiles,
             density_quantiles=self.density_quantiles,
@@ -98,8 +109,27 @@ class VAEMissingTrigger(MissingTrigger):
             max_carrier_share=self.max_carrier_share,
             min_hamming_cells=self.hamming_floor(masks.shape[1] * masks.shape[2]),
             seed=self.seed,
+            objective=self.objective,
+            pick=self.pick,
         )
         self._finish(cands[best], masks)
+
+    def reselect(self, objective: str | None = None, pick: int | None = None) -> VAEMissingTrigger:
+        """A copy that applies the choice rule with another `objective` / `pick` to the same VAE
+        and candidates (no refit), so it equals a fresh fit with those parameters. Only a trigger
+        fitted in this process has its candidates (they are not saved)."""
+        if not hasattr(self, "_cands"):
+            raise ValueError("reselect needs a trigger fitted in this process (candidates unsaved)")
+        params = {**self.get_params()}
+        params.update(
+            {k: v for k, v in (("objective", objective), ("pick", pick)) if v is not None}
+        )
+        other = type(self)(**params)
+        for k, v in vars(self).items():  # fitted state; the choice is redone by `_select`
+            if k.endswith("_") or k.startswith("_"):
+                setattr(other, k, v)
+        other._select()
+        return other
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, np.ndarray]:

@@ -1,0 +1,133 @@
+"""What a design search may choose among: one space per trigger family, each under the budget and
+plausibility rules of that family's trigger.
+
+A space yields candidates fitted on the surrogate's training stays (the attacker's own) and
+turns the chosen candidate into the trigger the attacker deploys (`final`). Spaces never see the
+victim's stays: the search hands them the attacker's cohort only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ehrbackdoor.attacks.triggers import make_trigger
+from ehrbackdoor.attacks.triggers.base import Trigger
+from ehrbackdoor.attacks.triggers.missing_vae import VAEMissingTrigger
+from ehrbackdoor.attacks.vae_selection import OBJECTIVES
+from ehrbackdoor.checks import check_float, check_int
+from ehrbackdoor.data.cohort import Cohort
+from ehrbackdoor.preprocess.grid import grid_raw
+
+Candidate = tuple[dict[str, Any], Trigger]  # (JSON-able description, fitted trigger)
+
+
+def dense_variables(cohort: Cohort, min_share: float = 0.25) -> list[str]:
+    """Continuous/ordinal variables recorded in at least `min_share` of the 48 hours on average
+    over the stays that record them at all (vitals charted hourly: they carry a pattern)."""
+    mask = grid_raw(cohort, impute="none").mask
+    hours = mask.sum(axis=1)  # (n, F)
+    out = []
+    for j, v in enumerate(cohort.schema.variables):
+        rec = hours[:, j] > 0
+        if v.kind.value != "binary" and rec.any() and hours[rec, j].mean() / 48 >= min_share:
+            out.append(v.name)
+    return out
+
+
+def _draw_seeds(seed: int, n: int) -> list[int]:
+    return [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, n)]
+
+
+@dataclass(frozen=True)
+class TemporalSpace:
+    """Temporal-covariance candidates: every (rank, variable set) pair with `n_draws` covariance
+    draws each, all at Mahalanobis distance `strength` per variable (the budget).
+
+    `ranks`: eigen-shapes per variable (None = the full 48-dimensional draw). `variable_sets`:
+    "all" (every non-binary variable) and/or "dense" (`dense_variables` of the attacker's data).
+    `params`: fixed temporal parameters (e.g. ``transform``, ``bounds``). The chosen candidate is
+    refit on the whole attacker cohort (its covariances come from the attacker's stays).
+    """
+
+    family: ClassVar[str] = "value"
+    strength: float = 2.0
+    ranks: tuple[int | None, ...] = (1, 2, 3, None)
+    variable_sets: tuple[str, ...] = ("all", "dense")
+    n_draws: int = 4
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_float("strength", self.strength, 0.0)
+        check_int("n_draws", self.n_draws, 1)
+        bad = [s for s in self.variable_sets if s not in ("all", "dense")]
+        if bad or not self.variable_sets:
+            raise ValueError(f"variable_sets must be 'all' and/or 'dense', got {bad}")
+
+    def candidates(self, train: Cohort, seed: int) -> Iterator[Candidate]:
+        dense = dense_variables(train) if "dense" in self.variable_sets else []
+        for vset in self.variable_sets:
+            for rank in self.ranks:
+                for ds in _draw_seeds(seed, self.n_draws):
+                    params = {
+                        **self.params,
+                        "strength": self.strength,
+                        "rank": rank,
+                        "seed": ds,
+                        "variables": dense if vset == "dense" else None,
+                    }
+                    trig = make_trigger("temporal", **params).fit(train)
+                    yield {"variable_set": vset, "params": params}, trig
+
+    def final(self, attacker: Cohort, params: dict[str, Any], scored: Trigger) -> Trigger:
+        return make_trigger("temporal", **params).fit(attacker)
+
+
+@dataclass(frozen=True)
+class MissingSpace:
+    """Missing-value-pattern candidates: the ``missing-vae`` trigger's looks-normal, specific
+    survivors, ordered by each of `objectives` (`vae_selection.OBJECTIVES`) and taken at each of
+    `picks` places, for `n_fits` VAE fits (seeds drawn from the search seed).
+
+    The stealth rules (ELBO, density and per-variable count ranges, Hamming distance, carrier
+    share) are the trigger's own and hold for every candidate; the search only trades which
+    looks-normal pattern is most learnable. Every objective and place of one fit reuses that fit
+    (`VAEMissingTrigger.reselect`). Patterns already tried are skipped. The chosen pattern is
+    kept as scored (fitted on the attacker's surrogate-training stays): refitting the VAE on more
+    stays would draw other patterns.
+    """
+
+    family: ClassVar[str] = "missing"
+    objectives: tuple[str, ...] = OBJECTIVES
+    picks: tuple[int, ...] = (0, 1, 2)
+    n_fits: int = 1
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_int("n_fits", self.n_fits, 1)
+        bad = [o for o in self.objectives if o not in OBJECTIVES]
+        if bad or not self.objectives:
+            raise ValueError(f"objectives must be among {OBJECTIVES}, got {bad}")
+        if not self.picks or any(int(p) < 0 for p in self.picks):
+            raise ValueError(f"picks must be places >= 0, got {self.picks}")
+
+    def candidates(self, train: Cohort, seed: int) -> Iterator[Candidate]:
+        for ds in _draw_seeds(seed, self.n_fits):
+            base: VAEMissingTrigger = make_trigger("missing-vae", **{**self.params, "seed": ds})
+            base.fit(train)
+            seen: set[int] = set()
+            for objective in self.objectives:
+                for pick in self.picks:
+                    trig = base.reselect(objective=objective, pick=int(pick))
+                    chosen = int(trig.selection_["chosen_index"])
+                    if chosen in seen:
+                        continue
+                    seen.add(chosen)
+                    params = {**self.params, "seed": ds, "objective": objective, "pick": int(pick)}
+                    yield {"variable_set": None, "params": params, "pattern_index": chosen}, trig
+
+    def final(self, attacker: Cohort, params: dict[str, Any], scored: Trigger) -> Trigger:
+        return scored
