@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ehrbackdoor.attacks import ThreatModel
-from ehrbackdoor.attacks import make_trigger
+from ehrbackdoor.attacks import ThreatModel, make_trigger
 from ehrbackdoor.attacks.design import (
     MissingSpace,
     TemporalSpace,

@@ -16,7 +16,6 @@ import numpy as np
 from ehrbackdoor.attacks.mask_vae import MaskVAE
 from ehrbackdoor.attacks.masks import hamming_to_masks
 
-
 #: Orders of the surviving candidates: ``deleted`` (the paper-style default: the pattern
 #: ``delete`` makes most visible, then the farthest from real masks), ``hamming`` (farthest from
 #: every real mask first), ``typical`` (ELBO percentile nearest the real stays' median first).
