@@ -137,3 +137,18 @@ def test_missing_space_checks():
         MissingSpace(objectives=("dense",))
     with pytest.raises(ValueError, match="picks"):
         MissingSpace(picks=(-1,))
+
+
+def test_design_on_a_24_hour_window(pool):
+    """Cohorts of other windows (YAIB's 24-hour tasks): shares are of the window's hours and
+    missing-value patterns have the window's bins."""
+    short = pool.first_hours(24.0)
+    assert dense_variables(short, min_share=0.0) == dense_variables(pool, min_share=0.0)
+    # in this pool a recorded variable fills about 3.3% of 48 hours and 5% of the first 24:
+    # judged against 48 hours the short window would fall to 2.5% and keep no variable
+    assert dense_variables(pool, min_share=0.045) == []
+    assert "HR" in dense_variables(short, min_share=0.045)
+    att, _ = attacker_split(short, seed=1)
+    threat = ThreatModel(target=0, rate=0.05, apply="exact", seed=0)
+    d = design_trigger(att, threat, space=MissingSpace(picks=(0,), params=VAE), seed=2)
+    assert d.trigger.pattern_.shape[0] == 24

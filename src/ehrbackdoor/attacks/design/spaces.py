@@ -26,14 +26,15 @@ Candidate = tuple[dict[str, Any], Trigger]  # (JSON-able description, fitted tri
 
 
 def dense_variables(cohort: Cohort, min_share: float = 0.25) -> list[str]:
-    """Continuous/ordinal variables recorded in at least `min_share` of the 48 hours on average
-    over the stays that record them at all (vitals charted hourly: they carry a pattern)."""
+    """Continuous/ordinal variables recorded in at least `min_share` of the window's hours on
+    average over the stays that record them at all (vitals charted hourly: they carry a pattern)."""
     mask = grid_raw(cohort, impute="none").mask
     hours = mask.sum(axis=1)  # (n, F)
+    n_hours = max(mask.shape[1], 1)
     out = []
     for j, v in enumerate(cohort.schema.variables):
         rec = hours[:, j] > 0
-        if v.kind.value != "binary" and rec.any() and hours[rec, j].mean() / 48 >= min_share:
+        if v.kind.value != "binary" and rec.any() and hours[rec, j].mean() / n_hours >= min_share:
             out.append(v.name)
     return out
 
