@@ -18,7 +18,9 @@ from ehrbackdoor.data.schema import physionet2012_schema
 
 from .conftest import random_cohort
 
-SPACE = TemporalSpace(strength=2.0, ranks=(1, None), variable_sets=("all", "dense"), n_draws=2)
+SPACE = TemporalSpace(
+    strength=2.0, ranks=(1, None), variable_sets=("all", "dense"), n_draws=2, dense_share=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +73,24 @@ def test_dense_variables_are_the_charted_ones(pool):
 
 
 def test_space_checks():
-    with pytest.raises(ValueError, match="variable_sets"):
-        TemporalSpace(variable_sets=("vitals",))
+    for bad in ("vitals", "dense-0", "dense-x"):
+        with pytest.raises(ValueError, match="variable_sets"):
+            TemporalSpace(variable_sets=(bad,))
+
+
+def test_dense_subsets_carry_k_dense_variables(pool):
+    att, _ = attacker_split(pool, seed=1)
+    threat = ThreatModel(target=1, rate=0.05, seed=0)
+    space = TemporalSpace(ranks=(1,), variable_sets=("dense-2",), n_draws=3, dense_share=0.0)
+    d = design_trigger(att, threat, space=space, max_auroc_cost=1.0, seed=3)
+    dense = set(dense_variables(att, min_share=0.0))
+    subsets = [tuple(c["params"]["variables"]) for c in d.candidates]
+    assert all(len(v) == 2 and set(v) <= dense for v in subsets)
+    assert len(set(subsets)) > 1  # each draw its own subset
+    # nothing densely charted: dense sets are skipped, not silently widened to every variable
+    sparse = TemporalSpace(ranks=(1,), variable_sets=("all", "dense"), n_draws=1, dense_share=1.0)
+    d = design_trigger(att, threat, space=sparse, max_auroc_cost=1.0, seed=3)
+    assert [c["variable_set"] for c in d.candidates] == ["all"]
 
 
 def test_detectors_constrain_the_choice(pool):

@@ -39,6 +39,14 @@ def dense_variables(cohort: Cohort, min_share: float = 0.25) -> list[str]:
     return out
 
 
+def _subset_size(vset: str) -> int | None:
+    """None for "all" / "dense", K for "dense-K", 0 for anything else (invalid)."""
+    if vset in ("all", "dense"):
+        return None
+    head, _, k = vset.partition("-")
+    return int(k) if head == "dense" and k.isdigit() and int(k) >= 1 else 0
+
+
 def _draw_seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, n)]
 
@@ -49,7 +57,9 @@ class TemporalSpace:
     draws each, all at Mahalanobis distance `strength` per variable (the budget).
 
     `ranks`: eigen-shapes per variable (None = the full 48-dimensional draw). `variable_sets`:
-    "all" (every non-binary variable) and/or "dense" (`dense_variables` of the attacker's data).
+    "all" (every non-binary variable), "dense" (`dense_variables` of the attacker's data) and/or
+    "dense-K" (a seeded random K of the dense variables per draw: fewer carriers, less for a
+    detector to see); a dense set is skipped when no variable reaches `dense_share` of the hours.
     `params`: fixed temporal parameters (e.g. ``transform``, ``bounds``). The chosen candidate is
     refit on the whole attacker cohort (its covariances come from the attacker's stays).
     """
@@ -59,26 +69,37 @@ class TemporalSpace:
     ranks: tuple[int | None, ...] = (1, 2, 3, None)
     variable_sets: tuple[str, ...] = ("all", "dense")
     n_draws: int = 4
+    dense_share: float = 0.25
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_float("dense_share", self.dense_share, 0.0, 1.0)
         check_float("strength", self.strength, 0.0)
         check_int("n_draws", self.n_draws, 1)
-        bad = [s for s in self.variable_sets if s not in ("all", "dense")]
+        bad = [s for s in self.variable_sets if _subset_size(s) == 0]
         if bad or not self.variable_sets:
-            raise ValueError(f"variable_sets must be 'all' and/or 'dense', got {bad}")
+            raise ValueError(
+                f"variable_sets must be 'all', 'dense' or 'dense-K' (K >= 1), got {bad}"
+            )
 
     def candidates(self, train: Cohort, seed: int) -> Iterator[Candidate]:
-        dense = dense_variables(train) if "dense" in self.variable_sets else []
+        dense = dense_variables(train, self.dense_share) if self.variable_sets != ("all",) else []
         for vset in self.variable_sets:
+            if vset != "all" and not dense:
+                continue  # nothing is densely charted: "all" already covers it
+            k = _subset_size(vset)
             for rank in self.ranks:
                 for ds in _draw_seeds(seed, self.n_draws):
+                    variables = None if vset == "all" else dense
+                    if k is not None and k > 0 and k < len(dense):
+                        pick = np.random.default_rng(ds).choice(len(dense), k, replace=False)
+                        variables = [dense[i] for i in np.sort(pick)]
                     params = {
                         **self.params,
                         "strength": self.strength,
                         "rank": rank,
                         "seed": ds,
-                        "variables": dense if vset == "dense" else None,
+                        "variables": variables,
                     }
                     trig = make_trigger("temporal", **params).fit(train)
                     yield {"variable_set": vset, "params": params}, trig
