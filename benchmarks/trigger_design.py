@@ -73,6 +73,7 @@ def _space(args):
     if args.family == "temporal":
         return TemporalSpace(
             strength=args.strength, ranks=tuple(args.ranks), n_draws=args.n_draws,
+            variable_sets=tuple(args.variable_sets),
             params={"transform": "schema", "bounds": "keep", "constant": "shift"},
         )  # fmt: skip
     return MissingSpace(picks=tuple(args.picks), n_fits=args.n_fits)
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("--ranks", type=lambda s: None if s == "full" else int(s), nargs="+",
                     default=[1, 2, 3, None])  # fmt: skip
     ap.add_argument("--n-draws", type=int, default=3)
+    ap.add_argument("--variable-sets", nargs="+", default=["all", "dense", "dense-4"])
     ap.add_argument("--picks", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--n-fits", type=int, default=1)
     ap.add_argument("--objective", choices=["asr", "lift"], default="asr")
