@@ -25,6 +25,8 @@ import numpy as np
 ARTIFACTS = "artifacts"
 INFO = "info.json"
 MANIFEST = "files.json"
+#: The poison step's per-variable trigger fidelity (`ehrbackdoor.pipeline.fidelity`).
+FIDELITY_FILE = "fidelity.json"
 
 _CLEAN_CACHE: OrderedDict[str, Any] = OrderedDict()
 _CLEAN_CACHE_SIZE = 2
@@ -199,6 +201,13 @@ def load_poisoned(run_dir: str | Path, key: str, clean: Clean):
         tidx = z["test_idx"]
         attacked = _with_grid(clean.test.replace_events(tidx, _events_from(z, "test")), z, "test")
     return train, attacked, tidx, idx
+
+
+def load_fidelity(run_dir: str | Path, key: str) -> dict | None:
+    """The ``trigger_fidelity`` / ``trigger_fidelity_summary`` entries a poison step saved (None
+    for a step published before fidelity was measured)."""
+    path = artifact_dir(run_dir, "poison", key) / FIDELITY_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def load_scores(run_dir: str | Path, key: str) -> dict[str, np.ndarray]:

@@ -21,12 +21,14 @@ import numpy as np
 
 from ehrbackdoor.experiments.artifacts import (
     ARTIFACTS,
+    FIDELITY_FILE,
     Clean,
     artifact_dir,
     events_arrays,
     grid_arrays,
     is_done,
     load_clean,
+    load_fidelity,
     load_poisoned,
     load_scores,
     load_visual,
@@ -48,6 +50,7 @@ from ehrbackdoor.experiments.worker import configure_worker, guarded
 
 __all__ = [
     "ARTIFACTS",
+    "FIDELITY_FILE",
     "N_EXAMPLE_STAYS",
     "TASKS",
     "Clean",
@@ -56,6 +59,7 @@ __all__ = [
     "guarded",
     "is_done",
     "load_clean",
+    "load_fidelity",
     "load_poisoned",
     "load_scores",
     "load_visual",
@@ -127,10 +131,13 @@ def trigger_task(job: Job) -> dict:
 
 def poison_task(job: Job) -> dict:
     """Poison the training cohort and attack the test cohort of one (attack setting, seed) with
-    the fitted trigger; saves only the changed stays (the rest is the clean cohort)."""
+    the fitted trigger; saves only the changed stays (the rest is the clean cohort). The trigger's
+    fidelity on the poisoned stays is measured here, once per setting: the per-variable report in
+    ``fidelity.json``, its summary in the step's info (every cell's ``fidelity_*`` columns)."""
     from ehrbackdoor.attacks import load_trigger
-    from ehrbackdoor.io import atomic_savez
+    from ehrbackdoor.io import atomic_savez, atomic_write_json
     from ehrbackdoor.pipeline import cell
+    from ehrbackdoor.pipeline.fidelity import fidelity_entries
 
     step: PoisonStep = job.step
     clean = load_clean(job.run_dir, step.data_key)
@@ -138,13 +145,17 @@ def poison_task(job: Job) -> dict:
     att = cell.build_attack(step.attack_config, clean.train, clean.test, trigger)
     idx = att.poisoned.indices
     pc = att.poisoned.cohort
+    config = step.attack_config
+    fidelity = fidelity_entries(att.trigger, clean.train, att.poisoned, config.space, config.apply)
     info = {
         "n_poisoned": int(len(idx)),
         "n_triggered": int(len(att.triggered_idx)),
         "poisoned_stay_ids": [str(s) for s in att.poisoned.stay_ids],
         "seconds": round(att.seconds, 3),
+        "fidelity": fidelity["trigger_fidelity_summary"],
     }
     with publish(job.run_dir, "poison", step.key, info) as tmp:
+        atomic_write_json(tmp / FIDELITY_FILE, fidelity)
         atomic_savez(
             tmp / "changes.npz",
             {
@@ -226,6 +237,7 @@ def cell_task(job: Job) -> dict:
     defence."""
     from ehrbackdoor.attacks import Poisoned
     from ehrbackdoor.pipeline.cell import AttackData, defence_columns, metric_columns, run_cell
+    from ehrbackdoor.pipeline.fidelity import fidelity_columns
     from ehrbackdoor.pipeline.protocols import needs_triggered_val
     from ehrbackdoor.victims import load_victim
 
@@ -267,6 +279,7 @@ def cell_task(job: Job) -> dict:
         "n_train": clean.train.n_stays,
         "n_val": clean.val.n_stays,
         "n_test": clean.test.n_stays,
+        **fidelity_columns(pinfo.get("fidelity")),  # shared by the setting's cells
     }
     if c.defence is not None:
         metrics.update(defence_columns(res.defences, c.victim))

@@ -23,6 +23,7 @@ from ehrbackdoor.pipeline.cell import (
     evaluate_attacked,
     run_cell,
 )
+from ehrbackdoor.pipeline.fidelity import fidelity_entries
 from ehrbackdoor.pipeline.prepare import Prepared, prepare_data
 
 __all__ = [
@@ -77,7 +78,9 @@ def prepared_cell(
 
 def run_header(config: AttackConfig, prep: Prepared, att: AttackData, preset: str) -> dict:
     """The entries results.json and audit.json share: the attack (with its space and protocol),
-    the victim preset, the data and what was poisoned."""
+    the victim preset, the data, what was poisoned and how faithful the trigger is on the
+    poisoned training stays (`trigger_fidelity`, `trigger_fidelity_summary`:
+    `ehrbackdoor.pipeline.fidelity`)."""
     return {
         "attack": config.to_dict(),
         "victim_preset": preset,
@@ -86,6 +89,7 @@ def run_header(config: AttackConfig, prep: Prepared, att: AttackData, preset: st
         **prep.sizes(),
         "n_poisoned": int(len(att.poisoned.indices)),
         "n_triggered_test": int(len(att.triggered_idx)),
+        **fidelity_entries(att.trigger, prep.train, att.poisoned, config.space, config.apply),
     }
 
 
@@ -116,6 +120,10 @@ def run_attack(
     trigger lives and how victims are selected (`ehrbackdoor.pipeline.protocols`). Each victim's
     entry records its input `representation`, its and its baseline's selection (`victim_info`,
     `baseline_info`: rule, selected epoch, threshold) and `notes` on forced parameters.
+
+    The header (`run_header`) records the trigger's fidelity on the poisoned training stays:
+    `trigger_fidelity` (per variable for value triggers; mask measures for missing-value
+    triggers; null in grid space, with the reason in `trigger_fidelity_summary`).
 
     `out` also receives the trigger (`trigger/`), the poisoned stays (`poisoned.json`) and the split
     (`splits.json`) so the run can be reproduced and audited.

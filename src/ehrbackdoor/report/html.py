@@ -208,7 +208,11 @@ def _setting_title(setting: dict, agg: pd.DataFrame) -> str:
 
 def _extra_tables(agg: pd.DataFrame) -> list[str]:
     out = []
-    for prefix, title in (("stealth_", "Stealth"), ("defence_", "Defences")):
+    for prefix, title in (
+        ("stealth_", "Stealth"),
+        ("defence_", "Defences"),
+        ("fidelity_", "Trigger fidelity"),
+    ):
         cols = [c for c in agg.columns if c.startswith(prefix) and not c.endswith(("_lo", "_hi"))]
         if not cols:
             continue
