@@ -5,7 +5,7 @@ library function and prints or writes what it returns. Errors in user input are 
 message (exit code 2), not a traceback.
 
 Modules: `data` (data synth/fetch/info/export), `train`, `attack` (attack and audit, one set of
-options), `experiments` (run, results, report, demo), `progress` (spinners and bars), `common`
+options), `design` (trigger design and its transfer), `experiments` (run, results, report, demo), `progress` (spinners and bars), `common`
 (error format, output checks), `cache` (cache info/clear).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from ehrbackdoor.cli import attack, experiments, train
+from ehrbackdoor.cli import attack, design, experiments, train
 from ehrbackdoor.cli.cache import cache_app
 from ehrbackdoor.cli.common import friendly_errors
 from ehrbackdoor.cli.data import data_app
@@ -27,6 +27,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")
 train.register(app)
 attack.register(app)
+design.register(app)
 experiments.register(app)
 
 __all__ = ["app", "friendly_errors", "main"]

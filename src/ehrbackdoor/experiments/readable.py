@@ -287,3 +287,50 @@ def audit_text(result: dict, width: int | None = None) -> str:
         ]
     lines.append("")
     return "\n".join(lines) + "\n" + render_tables(keys, cols, width)
+
+
+def design_text(result: dict, width: int | None = None) -> str:
+    """The `ehrbackdoor design` tables: the chosen candidate's surrogate scores, then per victim
+    (and for the family's default trigger, when compared) the transfer: ASR beside the clean
+    model's rate, clean AUROC / AUPRC change and AUPRC drop, and each detector's AUROC."""
+    width = width or terminal_width()
+    a, c = result["attack"], result["chosen"]
+    det = ", ".join(f"{k} {fmt_value(v)}" for k, v in c["detection_auroc"].items())
+    head = (
+        f"designed {a['attack']} trigger ({result['n_candidates']} candidates, surrogate "
+        f"{result['surrogate']}, objective {result['objective']}), target {a['target']}, rate "
+        f"{a['rate']:g}, {a['apply']}: {result['n_poisoned']} of {result['n_victim_train']} victim "
+        f"training stays poisoned; designed on {result['n_attacker']} attacker stays. Surrogate: "
+        f"ASR {fmt_value(c['asr'])} (clean surrogate {fmt_value(c['asr_clean_surrogate'])}), "
+        f"AUROC cost {fmt_value(c['auroc_cost'])}" + (f", detection {det}" if det else "")
+    )
+    runs = [("designed", result["designed"])]
+    if "default" in result:
+        runs.append(("default", result["default"]))
+    trig, vic, cols = [], [], {k: [] for k in ("p", "u", "auroc", "auprc", "drop")}
+    dets = list(result["designed"]["detection_auroc"])
+    det_cols: dict[str, list[str]] = {d: [] for d in dets}
+    for kind, run in runs:
+        for name, m in run["models"].items():
+            trig.append(kind)
+            vic.append(name)
+            cols["p"].append(fmt_interval(m["asr"], *m.get("asr_ci", (None, None))))
+            cols["u"].append(fmt_value(m["asr_baseline"]))
+            cols["auroc"].append(fmt_value(m["clean_auroc_change"]))
+            cols["auprc"].append(fmt_value(m["clean_auprc_change"]))
+            cols["drop"].append(fmt_value(m["auprc_drop"]))
+            for d in dets:
+                det_cols[d].append(fmt_value(run["detection_auroc"].get(d)))
+    keys = [Column("", "trigger", trig), Column("", "victim", vic)]
+    asr = "Attack success rate (ASR) on the victim's test stays"
+    perf = "Clean performance change (poisoned minus unpoisoned) and AUPRC drop when triggered"
+    metrics = [
+        Column(asr, "poisoned", cols["p"]),
+        Column(asr, UNPOISONED, cols["u"]),
+        Column(perf, "AUROC change", cols["auroc"]),
+        Column(perf, "AUPRC change", cols["auprc"]),
+        Column(perf, "AUPRC drop", cols["drop"]),
+    ]
+    title = "Detection AUROC on the victim's poisoned training stays"
+    metrics += [Column(title, d, det_cols[d]) for d in dets]
+    return wrap(head, width) + "\n\n" + render_tables(keys, metrics, width)
