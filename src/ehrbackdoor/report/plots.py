@@ -229,7 +229,8 @@ def efficacy_stealth(
     per victim, and a faint hollow marker at the unpoisoned model's rate of the same setting,
     joined to the poisoned one by a thin line (the height of that line is what the backdoor
     adds). The shaded corner (detection AUROC <= `max_detection`, ASR >= `min_asr`) holds the
-    attacks that are both strong and hidden from every data-level detector the run tried."""
+    attacks that are both strong and hidden from every data-level detector the run tried; its
+    label is in the legend, outside the data, where no point can hide it."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     x = frontier["detection_auroc"].to_numpy(dtype=np.float64)
     lo_x = min(0.4, float(np.nanmin(x)) - 0.02) if np.isfinite(x).any() else 0.4
@@ -244,16 +245,6 @@ def efficacy_stealth(
             linewidth=0,
             zorder=0,
         )
-    )
-    ax.text(
-        lo_x + 0.01,
-        min_asr - 0.015,
-        f"strong and hidden\n(AUROC <= {max_detection:g}, ASR >= {min_asr:g})",
-        va="top",
-        ha="left",
-        fontsize=8,
-        color="#1a6e1a",
-        bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
     )
     ax.axvline(0.5, color="grey", linestyle=":", linewidth=0.8, zorder=0)
     families = list(dict.fromkeys(frontier["family"]))
@@ -283,7 +274,7 @@ def efficacy_stealth(
     handles.append(plt.Line2D([], [], marker="o", mfc="none", mec="dimgrey", linestyle=""))
     labels.append("unpoisoned model, same trigger")
     handles.append(plt.Rectangle((0, 0), 1, 1, color="#2ca02c", alpha=0.18, linewidth=0))
-    labels.append("strong and hidden")
+    labels.append(f"strong and hidden:\nAUROC <= {max_detection:g}, ASR >= {min_asr:g}")
     ax.legend(
         handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False
     )
