@@ -119,7 +119,8 @@ def results(
     ] = None,
 ) -> None:
     """Print the aggregated results: per victim and setting the mean and its 95% interval
-    (bootstrap over test stays for one seed, Student t over seeds for several)."""
+    (bootstrap over test stays for one seed, Student t over seeds for several); `--frontier`
+    and `--rate-for-asr` print the attacker's views instead (README: Efficacy against stealth)."""
     if frontier and rate_for_asr is not None:
         raise ValueError("--frontier and --rate-for-asr: give one of them")
     if frontier:

@@ -177,8 +177,9 @@ def rate_for_asr(agg: pd.DataFrame, level: float = 0.9) -> pd.DataFrame:
     and `reached` False when none reaches it, never extrapolated; `lowest_tried` when the
     smallest rate tried already reaches it, so the true rate may be lower), the highest mean ASR
     (`max_asr`) and the rate it was reached at (`at_rate`), and `rate_lo_bound`: the same from
-    the interval's lower bound `asr_lo` (NaN without one; `max_asr_lo` its highest value), a rate the attack reaches `level`
-    at with 95% confidence rather than on average.
+    the interval's lower bound `asr_lo` (NaN without one; `max_asr_lo` is its highest value), the
+    conservative estimate: a rate at which even the low end of the ASR's 95% interval reaches
+    `level`, not only its mean.
 
     Poison is what an attacker must smuggle into the records, so the least rate that buys a
     given success is the cost of the attack; comparing it across triggers and victims needs the
