@@ -1,6 +1,7 @@
 """`ehrbackdoor run`, `results`, `report` and `demo`: declarative experiments and their reports.
 
-Each is a thin wrapper over `run_experiment`, `format_results` and `write_report`.
+Each is a thin wrapper over `run_experiment`, `format_results` (`format_frontier`,
+`format_rate_for_asr` for `results --frontier` / `--rate-for-asr`) and `write_report`.
 """
 
 from __future__ import annotations
@@ -99,9 +100,39 @@ def results(
         int | None,
         typer.Option(min=40, help="Widest table, in characters (default: terminal or 80)."),
     ] = None,
+    frontier: Annotated[
+        bool,
+        typer.Option(
+            "--frontier",
+            help="Instead: ASR beside the strongest data-level detector, per setting and victim.",
+        ),
+    ] = False,
+    rate_for_asr: Annotated[
+        float | None,
+        typer.Option(
+            "--rate-for-asr",
+            min=0.0,
+            max=1.0,
+            metavar="LEVEL",
+            help="Instead: the smallest poisoning rate reaching this mean ASR (interpolated).",
+        ),
+    ] = None,
 ) -> None:
     """Print the aggregated results: per victim and setting the mean and its 95% interval
-    (bootstrap over test stays for one seed, Student t over seeds for several)."""
+    (bootstrap over test stays for one seed, Student t over seeds for several); `--frontier`
+    and `--rate-for-asr` print the attacker's views instead (README: Efficacy against stealth)."""
+    if frontier and rate_for_asr is not None:
+        raise ValueError("--frontier and --rate-for-asr: give one of them")
+    if frontier:
+        from ehrbackdoor.experiments.frontier import format_frontier
+
+        typer.echo(format_frontier(run_dir, format, width=width), nl=False)
+        return
+    if rate_for_asr is not None:
+        from ehrbackdoor.experiments.frontier import format_rate_for_asr
+
+        typer.echo(format_rate_for_asr(run_dir, rate_for_asr, format, width=width), nl=False)
+        return
     from ehrbackdoor.experiments.results import format_results
 
     typer.echo(format_results(run_dir, format, width=width), nl=False)

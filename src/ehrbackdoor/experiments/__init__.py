@@ -11,7 +11,8 @@ print(format_results("runs/quickstart"))
 
 Modules: `config` (schema, loading), `plan` (cells and shared steps), `runner` (scheduling,
 resume), `executors` (local pool, Ray), `tasks` (the steps workers run), `store` (SQLite),
-`results` (aggregation), `presets` (the quickstart); the CLI commands live in
+`results` (aggregation), `frontier` (ASR against the strongest data-level detector, and the
+poisoning rate an ASR level needs), `presets` (the quickstart); the CLI commands live in
 `ehrbackdoor.cli.experiments`. Names are imported
 lazily so the CLI and worker processes start fast.
 """
@@ -30,6 +31,8 @@ _EXPORTS = {
     "expand": "plan",
     "aggregate": "results",
     "format_results": "results",
+    "frontier_table": "frontier",
+    "rate_for_asr": "frontier",
     "ConfigChangedError": "runner",
     "RunSummary": "runner",
     "run_experiment": "runner",

@@ -2,6 +2,7 @@
 
 Sections: the config, the aggregated results, attack success rate against the poisoning rate per
 victim and strength, clean versus attacked AUROC/AUPRC, the clean-performance cost of poisoning,
+the efficacy-stealth frontier and the poisoning rate for an ASR of 0.9 (`report.frontier`),
 a heatmap of each value trigger, missing-value triggers beside real observation masks, stealth and
 defence tables when the run has them, failed cells, and where the time went. Plots are PNGs
 embedded as base64; the page loads nothing from anywhere and runs no script.
@@ -29,7 +30,7 @@ from ehrbackdoor.experiments.results import (
 from ehrbackdoor.experiments.store import Store
 from ehrbackdoor.experiments.tables import GLOSSARY
 from ehrbackdoor.io import atomic_write_text
-from ehrbackdoor.report import plots, reproduction
+from ehrbackdoor.report import frontier, plots, reproduction
 
 REPORT_FILE = "report.html"
 MAX_HEATMAPS = 12
@@ -129,6 +130,7 @@ def build_report(run_dir: str | Path) -> str:
         out += _attack_plots(agg)
         out += reproduction.section(agg)
         out += _extra_tables(agg)
+        out += frontier.sections(agg)
     out += _trigger_heatmaps(data_blobs, poison_blobs)
     out += _missing_masks(data_blobs, poison_blobs)
     if not failed.empty:

@@ -210,3 +210,73 @@ def masks_figure(
             ax.set_yticks(range(len(variables)), variables, fontsize=8)
     fig.suptitle(title + "  (dark = observed)", fontsize=10, y=1.0)
     return png(fig)
+
+
+#: Colour per trigger family and marker per victim of the efficacy-stealth plot.
+FAMILY_COLORS = {"value": COLORS[0], "missing": COLORS[1]}
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+
+
+def _family_color(family: str, families: list[str]) -> str:
+    return FAMILY_COLORS.get(family, COLORS[(2 + families.index(family)) % len(COLORS)])
+
+
+def efficacy_stealth(
+    frontier: pd.DataFrame, title: str, max_detection: float = 0.65, min_asr: float = 0.97
+) -> bytes:
+    """Attack success rate against the detection AUROC of the strongest data-level detector
+    (rows of `experiments.frontier.frontier_table`): one colour per trigger family, one marker
+    per victim, and a faint hollow marker at the unpoisoned model's rate of the same setting,
+    joined to the poisoned one by a thin line (the height of that line is what the backdoor
+    adds). The shaded corner (detection AUROC <= `max_detection`, ASR >= `min_asr`) holds the
+    attacks that are both strong and hidden from every data-level detector the run tried; its
+    label is in the legend, outside the data, where no point can hide it."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = frontier["detection_auroc"].to_numpy(dtype=np.float64)
+    lo_x = min(0.4, float(np.nanmin(x)) - 0.02) if np.isfinite(x).any() else 0.4
+    hi_x = max(1.0, float(np.nanmax(x)) + 0.02) if np.isfinite(x).any() else 1.0
+    ax.add_patch(
+        plt.Rectangle(
+            (lo_x, min_asr),
+            max_detection - lo_x,
+            1.02 - min_asr,
+            color="#2ca02c",
+            alpha=0.18,
+            linewidth=0,
+            zorder=0,
+        )
+    )
+    ax.axvline(0.5, color="grey", linestyle=":", linewidth=0.8, zorder=0)
+    families = list(dict.fromkeys(frontier["family"]))
+    victims = list(dict.fromkeys(frontier["victim"]))
+    for _, r in frontier.iterrows():
+        color = _family_color(r["family"], families)
+        marker = MARKERS[victims.index(r["victim"]) % len(MARKERS)]
+        base = r.get("asr_baseline")
+        if not _nan(base):
+            ax.plot(
+                [r["detection_auroc"]] * 2, [base, r["asr"]], "-", color=color, lw=0.6, alpha=0.5
+            )
+            ax.plot(r["detection_auroc"], base, marker, mfc="none", mec=color, alpha=0.45, ms=6)
+        ax.plot(r["detection_auroc"], r["asr"], marker, color=color, ms=7, mec="white", mew=0.5)
+    ax.set_xlim(lo_x, hi_x)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("detection AUROC, strongest data-level detector (0.5 = chance)")
+    ax.set_ylabel("attack success rate")
+    ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], linewidth=5, color=_family_color(f, families)) for f in families]
+    labels = [f"{f} trigger" for f in families]
+    handles += [
+        plt.Line2D([], [], marker=MARKERS[i % len(MARKERS)], linestyle="", color="dimgrey")
+        for i in range(len(victims))
+    ]
+    labels += list(victims)
+    handles.append(plt.Line2D([], [], marker="o", mfc="none", mec="dimgrey", linestyle=""))
+    labels.append("unpoisoned model, same trigger")
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="#2ca02c", alpha=0.18, linewidth=0))
+    labels.append(f"strong and hidden:\nAUROC <= {max_detection:g}, ASR >= {min_asr:g}")
+    ax.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False
+    )
+    ax.set_title(title, fontsize=10)
+    return png(fig)
