@@ -13,6 +13,7 @@ table.
 | imputation-consistency | data | hourly grid cells its raw events and masks do not imply |
 | range-check | data | implausible values (extremeness, range bounds, precision) |
 | mask-rarity | data | likelihood of the mask under a model of normal missingness |
+| mask-duplicates | data | other stays sharing (nearly) the same hourly mask: a copied pattern |
 | two-sample | data | cross-fitted classifier two-sample test of training vs reference stays, per label |
 | spectral, activation-clustering | model | the victim's penultimate representation |
 | strip | model | prediction entropy under superimposition with clean stays |
@@ -34,6 +35,7 @@ from ehrbackdoor.defences.isolation import (
     MaskIsolationForestDetector,
     MaskLocalOutlierFactorDetector,
 )
+from ehrbackdoor.defences.mask_duplicates import MaskDuplicatesDetector
 from ehrbackdoor.defences.mask_rarity import MaskRarityDetector
 from ehrbackdoor.defences.range_check import RangeCheckDetector
 from ehrbackdoor.defences.reference import PerfectFilter, RandomFilter
@@ -50,6 +52,7 @@ DEFENCES: Registry[Detector] = Registry(
         MaskLocalOutlierFactorDetector,
         RangeCheckDetector,
         MaskRarityDetector,
+        MaskDuplicatesDetector,
         ImputationConsistencyDetector,
         ClassifierTwoSampleDetector,
         SpectralSignatureDetector,

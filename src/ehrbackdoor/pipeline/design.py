@@ -46,7 +46,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "trigger": "missing-vae",
         "target": 0,
         "apply": "exact",
-        "detectors": ("isolation-forest-mask", "lof-mask", "mask-rarity", "two-sample"),
+        "detectors": (
+            "isolation-forest-mask",
+            "lof-mask",
+            "mask-rarity",
+            "mask-duplicates",
+            "two-sample",
+        ),
     },
 }
 
