@@ -5,8 +5,9 @@ deployable detector may be inverted on that (the two-sample detector used to sco
 AUROC 0.01-0.13). Each detector runs as the audit runs it: data-level ones on the poisoned
 training cohort, model-level ones with a victim trained on it, all with trusted clean reference
 stays. The reference filter `random` is excluded (AUROC 0.5 by construction), and
-`imputation-consistency`, which only sees grid-space poison, must be exactly blind (0.5) to this
-raw-space trigger rather than inverted.
+`imputation-consistency`, which only sees grid-space poison, and `mask-duplicates`, which only
+sees copied masks, must be exactly blind (0.5) to this raw-space value trigger rather than
+inverted.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from tests.attacks.conftest import random_cohort
 #: values: measured 0.59 (mask-rarity) to 0.85 (lof-mask); value and model views 0.71-1.0.
 MIN_AUROC = {"isolation-forest-mask": 0.55, "lof-mask": 0.55, "mask-rarity": 0.55}
 DEFAULT_MIN_AUROC = 0.65
-#: Detectors blind to raw-space poison by construction: they must score it at exactly chance.
-RAW_BLIND = {"imputation-consistency"}
+#: Detectors blind to this trigger by construction (grid-space poison only; copied masks only):
+#: they must score it at exactly chance.
+RAW_BLIND = {"imputation-consistency", "mask-duplicates"}
 DETECTORS = [n for n in DEFENCES if n != "random" and n not in RAW_BLIND]
 
 
