@@ -76,6 +76,12 @@ def test_space_checks():
     for bad in ("vitals", "dense-0", "dense-x"):
         with pytest.raises(ValueError, match="variable_sets"):
             TemporalSpace(variable_sets=(bad,))
+    with pytest.raises(ValueError, match="searched"):
+        TemporalSpace(params={"rank": 2})
+    with pytest.raises(ValueError, match="ranks"):
+        TemporalSpace(ranks=(0,))
+    with pytest.raises(ValueError, match="strength"):
+        TemporalSpace(strength=0.0)
 
 
 def test_dense_subsets_carry_k_dense_variables(pool):
@@ -87,6 +93,11 @@ def test_dense_subsets_carry_k_dense_variables(pool):
     subsets = [tuple(c["params"]["variables"]) for c in d.candidates]
     assert all(len(v) == 2 and set(v) <= dense for v in subsets)
     assert len(set(subsets)) > 1  # each draw its own subset
+    # K covering every dense variable would repeat the "dense" set: skipped
+    every = TemporalSpace(ranks=(1,), variable_sets=("dense", f"dense-{len(dense)}"), n_draws=1,
+                          dense_share=0.0)  # fmt: skip
+    d = design_trigger(att, threat, space=every, max_auroc_cost=1.0, seed=3)
+    assert [c["variable_set"] for c in d.candidates] == ["dense"]
     # nothing densely charted: dense sets are skipped, not silently widened to every variable
     sparse = TemporalSpace(ranks=(1,), variable_sets=("all", "dense"), n_draws=1, dense_share=1.0)
     d = design_trigger(att, threat, space=sparse, max_auroc_cost=1.0, seed=3)
@@ -130,6 +141,12 @@ def test_reselect_equals_a_fresh_fit_with_that_rule(pool):
     assert other.selection_ == fresh.selection_
     assert base.get_params()["objective"] == "deleted"  # the original is unchanged
     assert other.selection_["objective"] == "hamming" and other.selection_["pick"] == 1
+    # a place past the survivors is clipped to the last one, and the place used is recorded
+    far = base.reselect(pick=10**6)
+    assert far.selection_["pick"] == 10**6
+    assert far.selection_["place"] == far.selection_["n_passed"] - 1
+    with pytest.raises(ValueError, match="objective"):
+        base.reselect(objective="densest")
 
 
 def test_missing_design_is_deterministic_and_reads_only_the_attacker(pool):
@@ -145,6 +162,10 @@ def test_missing_design_is_deterministic_and_reads_only_the_attacker(pool):
     assert not set(a.used_stay_ids) & set(vic.stay_id)
     # every candidate is a different pattern, and the winner is the best-scoring one
     assert len({c["pattern_index"] for c in a.candidates}) == len(a.candidates)
+    assert all(c["relaxed"] in ("none", "typicality widened", "min_hamming dropped",
+                                "all filters dropped") for c in a.candidates)  # fmt: skip
+    assert a.to_dict()["feasible"] == (a.candidates[a.chosen]["excess"] == 0)
+    assert a.to_dict()["n_fitted_stays"] < len(att.stay_id)  # kept as scored: surrogate train
     assert a.trigger.name == "missing-vae"
     assert a.params == a.candidates[a.chosen]["params"]
     assert a.candidates[a.chosen]["asr"] == max(c["asr"] for c in a.candidates)

@@ -58,7 +58,11 @@ def test_results_carry_transfer_detection_fidelity_and_the_default(designed):
         assert res[kind]["trigger_fidelity_summary"]["new_bound_hits"] == 0
     # the saved trigger is the designed one, with the chosen parameters
     trig = load_trigger(out / "trigger")
-    assert trig.rank == res["attack"]["rank"] and trig.seed == res["attack"]["seed"]
+    assert trig.rank == res["attack"]["rank"] and trig.seed == res["trigger_seed"]
+    # the attack's seed is the run's (split, poisoned stays, victims), not the trigger's draw
+    assert res["attack"]["seed"] == 1 and res["trigger_seed"] != 1
+    assert res["trigger_fitted_on"] == {"stays": "attacker", "n_stays": res["n_attacker"]}
+    assert res["feasible"] == (res["chosen"]["excess"] == 0)
     assert json.loads((out / "results.json").read_text())["chosen"] == res["chosen"]
 
 
@@ -81,6 +85,8 @@ def test_missing_family_and_bad_requests(prep):
     )
     assert res["attack"]["attack"] == "missing-vae" and res["attack"]["apply"] == "exact"
     assert res["attack"]["target"] == 0
+    assert res["trigger_fitted_on"]["stays"] == "attacker's surrogate train"
+    assert res["trigger_fitted_on"]["n_stays"] < res["n_attacker"]
     assert np.isfinite(res["designed"]["models"]["lr"]["asr"])
     with pytest.raises(ValueError, match="family"):
         run_design(prep, "spectral", ["lr"])
@@ -88,6 +94,12 @@ def test_missing_family_and_bad_requests(prep):
         run_design(prep, "missing", ["lr"], space=SMALL)
     with pytest.raises(ValueError, match="models"):
         run_design(prep, "value", [])
+    with pytest.raises(ValueError, match="victim"):  # refused before any search
+        run_design(prep, "value", ["lr", "nope"])
+    with pytest.raises(ValueError, match="max_detection_auroc"):
+        run_design(prep, "value", ["lr"], space=SMALL, max_detection_auroc=float("nan"))
+    with pytest.raises(ValueError, match="test_data"):
+        run_design(prep, "value", ["lr"], test_data="elsewhere")
 
 
 def test_cli_design_prints_the_transfer(synth_dir, tmp_path):
@@ -104,3 +116,10 @@ def test_cli_design_prints_the_transfer(synth_dir, tmp_path):
         app, ["design", "--data", str(synth_dir), "--out", str(tmp_path / "e"), "--family", "x"]
     )
     assert bad.exit_code == 2 and "family" in bad.output
+
+
+def test_trigger_parameters_cannot_overwrite_attack_fields():
+    from ehrbackdoor.pipeline.cell import AttackConfig
+
+    with pytest.raises(ValueError, match="seed"):
+        AttackConfig("temporal", trigger_params={"seed": 3, "rank": 1})

@@ -2,8 +2,9 @@
 
 Given candidate masks sampled from a `MaskVAE`, keep those that look like real masks (ELBO,
 density and per-variable counts inside the real stays' central ranges) and that are specific
-(far from every real mask, containing almost none), then pick the one the ``delete`` mode makes
-most visible. `VAEMissingTrigger`'s docstring states the rule and its relaxation order.
+(far from every real mask, containing almost none), then order the survivors by an objective
+(by default the one the ``delete`` mode makes most visible first) and take one place in that
+order. `VAEMissingTrigger`'s docstring states the rule and its relaxation order.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ehrbackdoor.attacks.masks import hamming_to_masks
 #: Orders of the surviving candidates: ``deleted`` (the paper-style default: the pattern
 #: ``delete`` makes most visible, then the farthest from real masks), ``hamming`` (farthest from
 #: every real mask first), ``typical`` (ELBO percentile nearest the real stays' median first).
-OBJECTIVES = ("deleted", "hamming", "typical")
+PATTERN_ORDERS = ("deleted", "hamming", "typical")
 
 
 def quantile_pair(name: str, q: Sequence[float]) -> tuple[float, float]:
@@ -68,7 +69,7 @@ def select_pattern(
 ) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
     """The documented choice rule of ``missing-vae`` (see `VAEMissingTrigger`) over candidate
     patterns `cands` (c, T, F); `source` is each candidate's real stay index (-1 = prior draw).
-    `objective` orders the survivors (`OBJECTIVES`) and `pick` takes the survivor at that place
+    `objective` orders the survivors (`PATTERN_ORDERS`) and `pick` takes the survivor at that place
     in the order (clipped to the last), so a design search can try several looks-normal
     patterns of one fitted VAE.
 
@@ -124,13 +125,16 @@ def select_pattern(
     ]
     relaxed, ok = next((name, ok) for name, ok in steps if ok.any())
     pool = np.flatnonzero(ok)
+    if objective not in PATTERN_ORDERS:
+        raise ValueError(f"objective must be one of {PATTERN_ORDERS}, got {objective!r}")
     if objective == "deleted":
         order = np.lexsort((pool, -nn_ham[pool], -deleted[pool]))
     elif objective == "hamming":
         order = np.lexsort((pool, -deleted[pool], -nn_ham[pool]))
     else:  # typical: ELBO percentile nearest the real median, then the most deleted
         order = np.lexsort((pool, -deleted[pool], np.abs(elbo_pct[pool] - 0.5)))
-    best = pool[order[min(int(pick), len(order) - 1)]]
+    place = min(int(pick), len(order) - 1)
+    best = pool[order[place]]
 
     candidates = {
         "elbo": cand_elbo,
@@ -147,6 +151,7 @@ def select_pattern(
         "rule": f"objective {objective!r}, place {pick} among typical & specific candidates",
         "objective": objective,
         "pick": int(pick),
+        "place": int(place),  # the place used: `pick` clipped to the survivors
         "relaxed": relaxed,
         "chosen_index": int(best),
         "from": "prior" if source[best] < 0 else "posterior",

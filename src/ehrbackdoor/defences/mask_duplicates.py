@@ -36,19 +36,22 @@ class MaskDuplicatesDetector(Detector):
     def _score(self, cohort: Cohort, victim: Any, reference: Cohort | None) -> np.ndarray:
         X = mask_matrix(cohort) > 0.5
         n_obs = X.sum(axis=1)
-        if self.max_hamming == 0:  # exact copies: one hash of every row
-            _, inverse, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
-            near = counts[inverse.ravel()] - 1
-        else:  # |a xor b| = |a| + |b| - 2 a.b, in blocks of rows to bound memory
-            Xf = X.astype(np.float32)
-            near = np.zeros(len(X), dtype=np.int64)
-            for start in range(0, len(X), 1024):
+        counted = n_obs >= self.min_cells  # near-empty masks neither score nor count
+        near = np.zeros(len(X), dtype=np.int64)
+        idx = np.flatnonzero(counted)
+        if self.max_hamming == 0 and len(idx):  # exact copies: one hash of every row
+            _, inverse, counts = np.unique(X[idx], axis=0, return_inverse=True, return_counts=True)
+            near[idx] = counts[inverse.ravel()] - 1
+        elif len(idx):  # |a xor b| = |a| + |b| - 2 a.b, in blocks of rows to bound memory
+            Xf = X[idx].astype(np.float32)
+            obs = n_obs[idx].astype(np.float32)
+            for start in range(0, len(idx), 1024):
                 block = Xf[start : start + 1024]
-                ham = n_obs[start : start + 1024, None] + n_obs[None, :] - 2 * (block @ Xf.T)
-                near[start : start + 1024] = (ham <= self.max_hamming + 0.5).sum(axis=1) - 1
-        score = np.where(n_obs >= self.min_cells, near, 0).astype(np.float64)
+                ham = obs[start : start + 1024, None] + obs[None, :] - 2 * (block @ Xf.T)
+                near[idx[start : start + 1024]] = (ham <= self.max_hamming + 0.5).sum(axis=1) - 1
+        score = near.astype(np.float64)
         self.info_ = {
             "n_with_copies": int((score > 0).sum()),
-            "largest_group": int(score.max() + 1) if len(score) else 0,
+            "largest_group": int(score.max() + 1) if score.max(initial=0) > 0 else 0,
         }
         return score

@@ -302,7 +302,14 @@ def design_text(result: dict, width: int | None = None) -> str:
         f"{a['rate']:g}, {a['apply']}: {result['n_poisoned']} of {result['n_victim_train']} victim "
         f"training stays poisoned; designed on {result['n_attacker']} attacker stays. Surrogate: "
         f"ASR {fmt_value(c['asr'])} (clean surrogate {fmt_value(c['asr_clean_surrogate'])}), "
-        f"AUROC cost {fmt_value(c['auroc_cost'])}" + (f", detection {det}" if det else "")
+        f"AUROC cost {fmt_value(c['auroc_cost'])}"
+        + (f", detection {det}" if det else "")
+        + (
+            ""
+            if result.get("feasible", True)
+            else ". NO candidate met the limits (clean AUROC cost, detection AUROC): the one "
+            "with the least excess was chosen"
+        )
     )
     runs = [("designed", result["designed"])]
     if "default" in result:

@@ -112,6 +112,9 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         check_protocol(self.protocol)
+        clash = sorted(set(self.trigger_params) & {f.name for f in fields(self)})
+        if clash:  # to_dict flattens the parameters in: a clash would overwrite a field
+            raise ValueError(f"trigger_params must not set attack fields {clash}")
 
     def threat(self) -> ThreatModel:
         return ThreatModel(

@@ -7,8 +7,13 @@ half only: a surrogate victim and the public detectors run there. The chosen tri
 the victim's half (raw records, the threat model given) and every victim is trained on it and,
 with the same seed, on the clean victim half (the baseline), honest protocol, and evaluated on
 the held-out test stays; the same detectors score the victim's poisoned stays (detection only).
-Optionally the family's default trigger, fitted on the attacker's half, runs the same way
-(`compare_default`), so the gain of designing is measured, not assumed.
+Optionally the family's default trigger, fitted on the attacker's whole half, runs the same way
+(`compare_default`), so the gain of designing is measured, not assumed (a designed missing-value
+pattern is kept as scored, fitted on the surrogate's 60 % of that half; `trigger_fitted_on`).
+
+`attack.seed` in the results is the run's seed (split, poisoned stays, victims); the designed
+trigger's own draw seed is `trigger_seed`. Model-level detectors, if passed, inspect the first
+victim only.
 
 Written to `out`: results.json (everything returned), design.json (every candidate's surrogate
 scores), attacker.json (the stay ids each half holds), poisoned.json and the trigger (trigger/).
@@ -130,11 +135,17 @@ def run_design(
     change, AUPRC drop on triggered stays), each detector's AUROC on the victim's data and the
     trigger's fidelity on the victim's poisoned stays (`pipeline.fidelity`).
     """
+    from ehrbackdoor.victims import VICTIMS
+
     family = check_choice("family", family, tuple(FAMILIES))
     fam = FAMILIES[family]
     models = list(models)
     if not models:
         raise ValueError("models must name at least one victim")
+    for name in [*models, surrogate]:  # before the search, not after it
+        check_choice("victim", name, tuple(VICTIMS))
+    if isinstance(data, Prepared) and test_data is not None:
+        raise ValueError("test_data is read only with a data path; a Prepared run has its test")
     step = on_step or _no_step
     space = space or default_space(family)
     if space.family != family:
@@ -165,12 +176,19 @@ def run_design(
         objective=objective,
         seed=seed,
     )
-    designed = replace(config, trigger_params=dict(design.params))
+    trigger_params = {k: v for k, v in design.params.items() if k != "seed"}
+    designed = replace(config, trigger_params=trigger_params)
     step(f"design: attacking {len(models)} victims on {victim_half.n_stays} victim stays")
     result = _transfer(designed, prep, victim_half, design.trigger, models, spec, n_bootstrap, step)
     attack = result.pop("attack")
+    n_fitted = design.to_dict()["n_fitted_stays"]
     report: dict[str, Any] = {
         "attack": designed.to_dict(),
+        "trigger_seed": design.params.get("seed"),
+        "trigger_fitted_on": {
+            "stays": "attacker" if n_fitted == attacker.n_stays else "attacker's surrogate train",
+            "n_stays": n_fitted,
+        },
         "family": family,
         "data": prep.data,
         "test_data": prep.test_data,
@@ -182,6 +200,7 @@ def run_design(
         "surrogate": surrogate,
         "objective": objective,
         "limits": {"auroc_cost": max_auroc_cost, "detection_auroc": max_detection_auroc},
+        "feasible": design.feasible,
         "chosen": {k: v for k, v in design.candidates[design.chosen].items() if k != "params"},
         "n_candidates": len(design.candidates),
         "designed": result,

@@ -34,7 +34,7 @@ from ehrbackdoor.attacks.design.spaces import MissingSpace, TemporalSpace
 from ehrbackdoor.attacks.engine import attack_test, poison
 from ehrbackdoor.attacks.threat import ThreatModel
 from ehrbackdoor.attacks.triggers.base import Trigger
-from ehrbackdoor.checks import check_choice, check_int
+from ehrbackdoor.checks import check_choice, check_float, check_int
 from ehrbackdoor.data.cohort import Cohort
 from ehrbackdoor.data.splits import stratified_split
 
@@ -63,14 +63,29 @@ class Design:
     candidates: list[dict[str, Any]]
     used_stay_ids: np.ndarray
     chosen: int = 0
+    fitted_stay_ids: np.ndarray | None = None  # the stays the deployed trigger is fitted on
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the chosen candidate met every limit (else: the least excess was chosen)."""
+        return self.candidates[self.chosen]["excess"] == 0
 
     def to_dict(self) -> dict[str, Any]:
+        fitted = self.used_stay_ids if self.fitted_stay_ids is None else self.fitted_stay_ids
         return {
             "params": self.params,
             "chosen": self.chosen,
+            "feasible": self.feasible,
             "candidates": self.candidates,
             "n_used_stays": int(len(self.used_stay_ids)),
+            "n_fitted_stays": int(len(fitted)),
         }
+
+
+def _over(value: float, limit: float) -> float:
+    """How far `value` exceeds `limit`; an undefined value (NaN) counts as the largest possible
+    excess, 1, since it cannot be shown to meet the limit."""
+    return max(value - limit, 0.0) if np.isfinite(value) else 1.0
 
 
 def _surrogate(name: str, train: Cohort, val: Cohort, seed: int, params: dict | None):
@@ -108,6 +123,8 @@ def design_trigger(
     space = space or TemporalSpace()
     seed = check_int("seed", seed, 0)
     objective = check_choice("objective", objective, OBJECTIVES)
+    max_auroc_cost = check_float("max_auroc_cost", max_auroc_cost)
+    max_detection_auroc = check_float("max_detection_auroc", max_detection_auroc, 0.0, 1.0)
     parts = stratified_split(attacker, (0.6, 0.2, 0.2), seed).apply(attacker)
     s_train, s_val, s_test = parts["train"], parts["val"], parts["test"]
     y_test = s_test.label.astype(np.int64)
@@ -127,8 +144,8 @@ def design_trigger(
         )
         cost = clean_auroc - metrics.auroc(y_test, p_test)
         detection = _detection(detectors or {}, poisoned, model, s_val)
-        excess = max(cost - max_auroc_cost, 0.0) + sum(
-            max(a - max_detection_auroc, 0.0) for a in detection.values()
+        excess = _over(cost, max_auroc_cost) + sum(
+            _over(a, max_detection_auroc) for a in detection.values()
         )
         candidates.append(
             {
@@ -154,5 +171,7 @@ def design_trigger(
             key=lambda i: (candidates[i]["excess"], -candidates[i][objective], i),
         )
     params = candidates[best]["params"]
-    trigger = space.final(attacker, params, triggers[best])
-    return Design(trigger, dict(params), candidates, attacker.stay_id.copy(), best)
+    trigger, fitted_on = space.final(attacker, params, triggers[best], s_train)
+    return Design(
+        trigger, dict(params), candidates, attacker.stay_id.copy(), best, fitted_on.stay_id.copy()
+    )

@@ -9,7 +9,7 @@ import numpy as np
 
 from ehrbackdoor.attacks.mask_vae import MaskVAE
 from ehrbackdoor.attacks.triggers.missing_base import MissingTrigger
-from ehrbackdoor.attacks.vae_selection import OBJECTIVES, quantile_pair, select_pattern
+from ehrbackdoor.attacks.vae_selection import PATTERN_ORDERS, quantile_pair, select_pattern
 from ehrbackdoor.checks import check_choice, check_float, check_int
 from ehrbackdoor.data.cohort import Cohort
 
@@ -33,7 +33,7 @@ class VAEMissingTrigger(MissingTrigger):
     3. pick the survivor that `delete` makes most visible to a model -- the largest mean share of a
        training stay's observations it removes -- ties broken by the larger nearest-neighbour
        distance, then by the lower candidate index (``objective="deleted"``, ``pick=0``; other
-       orders of the survivors: `vae_selection.OBJECTIVES`; `pick` takes a later place in the
+       orders of the survivors: `vae_selection.PATTERN_ORDERS`; `pick` takes a later place in the
        order, as the design search does with `reselect`).
 
     Rule 3 favours the sparsest pattern that still looks normal: the more a pattern removes, the
@@ -72,7 +72,7 @@ class VAEMissingTrigger(MissingTrigger):
         self.count_quantiles = quantile_pair("count_quantiles", count_quantiles)
         self.min_typical_vars = check_float("min_typical_vars", min_typical_vars, 0.0, 1.0)
         self.max_carrier_share = check_float("max_carrier_share", max_carrier_share, 0.0, 1.0)
-        self.objective = check_choice("objective", objective, OBJECTIVES)
+        self.objective = check_choice("objective", objective, PATTERN_ORDERS)
         self.pick = check_int("pick", pick, 0)
 
     def hamming_floor(self, n_cells: int) -> int:
