@@ -218,3 +218,53 @@ def test_cli_prints_the_frontier_and_the_rate_table(defended_run):
 
     r = runner.invoke(app, ["results", str(defended_run), "--frontier", "--rate-for-asr", "0.9"])
     assert r.exit_code == 2 and "give one of them" in r.output
+
+
+def test_detection_baseline_in_a_run_matches_the_single_run_path(tmp_path):
+    """`detection_baseline: true`: each cell carries every data-level detector's AUROC on the
+    same stays without their trigger, computed once in the shared scores step; it equals what
+    the detector gives on the run's own cohorts, and the frontier shows it beside the detector."""
+    from ehrbackdoor.defences import make_defence
+    from ehrbackdoor.defences.evaluate import detection_metrics
+    from ehrbackdoor.experiments.artifacts import load_clean, load_poisoned
+    from ehrbackdoor.experiments.config import config_from_dict
+    from ehrbackdoor.experiments.results import load_aggregate
+    from ehrbackdoor.experiments.runner import run_experiment
+    from ehrbackdoor.pipeline.defend import without_trigger
+    from tests.experiments.conftest import tiny_doc
+
+    doc = tiny_doc(
+        victims={"lr": {}},
+        seeds=(0,),
+        attacks=[{"name": "value", "trigger": "temporal", "rate": 0.1, "strength": 2.0}],
+        defences=["range-check", "isolation-forest"],
+        mitigation=False,
+        detection_baseline=True,
+    )
+    cfg = config_from_dict(doc, tmp_path)
+    assert cfg.defence_spec()["baseline"] is True
+    s = run_experiment(cfg, tmp_path / "run", jobs=1)
+    assert (s.ok, s.failed) == (1, 0)
+    _, agg = load_aggregate(tmp_path / "run")
+    for name in ("range_check", "isolation_forest"):
+        assert f"defence_{name}_auroc_no_trigger" in agg.columns
+    f = frontier_table(agg)
+    col = f"defence_{f['detector'][0].replace('-', '_')}_auroc_no_trigger"
+    assert f["detection_auroc_no_trigger"][0] == agg[col][0]
+    # the same numbers straight from the run's saved cohorts and poisoned stays
+    from ehrbackdoor.experiments.plan import expand
+
+    plan = expand(cfg)
+    (step,) = plan.scores.values()
+    clean = load_clean(tmp_path / "run", step.data_key)
+    train, _, _, idx = load_poisoned(tmp_path / "run", step.poison_key, clean)
+    bare = without_trigger(clean.train, train, idx)
+    assert not bare.modified[np.setdiff1d(np.arange(bare.n_stays), idx)].any()
+    np.testing.assert_array_equal(bare.label[idx], train.label[idx])
+    for name in ("range-check", "isolation-forest"):
+        scores = make_defence(name, seed=0).score(bare, None, reference=clean.val)
+        want = detection_metrics(train.modified, scores)["auroc"]
+        assert agg[f"defence_{name.replace('-', '_')}_auroc_no_trigger"][0] == pytest.approx(want)
+    # without the option a config's digest is what it was
+    plain = config_from_dict({k: v for k, v in doc.items() if k != "detection_baseline"}, tmp_path)
+    assert "detection_baseline" not in plain.canonical()

@@ -83,3 +83,26 @@ def test_audit_rejects_bad_requests_before_any_work(synth_dir):
         run_audit(BLATANT, "all", ["lr"], synth_dir, defence_params={"nope": {}})
     with pytest.raises(ValueError, match="n_neighbors"):
         run_audit(BLATANT, "lof", ["lr"], synth_dir, defence_params={"lof": {"n_neighbors": 0}})
+
+
+def test_detection_baseline_scores_the_same_stays_without_their_trigger(synth_dir, tmp_path):
+    """The blatant HR 300 is what range-check finds: without it, the same relabelled stays are
+    invisible to it (exactly chance), while the trigger's AUROC stays as it was."""
+    result = run_audit(
+        BLATANT,
+        "range-check,spectral",
+        ["lr"],
+        synth_dir,
+        out=tmp_path,
+        victim_params=LR,
+        mitigation=False,
+        detection_baseline=True,
+        stealth=False,
+    )
+    rc = result["defences"]["range-check"]
+    assert rc["auroc"] > 0.99 and rc["auroc_no_trigger"] == pytest.approx(0.5)
+    assert "auroc_no_trigger" not in result["defences"]["spectral"]  # model-level: not scored
+    plain = run_audit(BLATANT, "range-check", ["lr"], synth_dir, victim_params=LR,
+                      mitigation=False, stealth=False)  # fmt: skip
+    assert plain["defences"]["range-check"]["auroc"] == rc["auroc"]
+    assert "auroc_no_trigger" not in plain["defences"]["range-check"]

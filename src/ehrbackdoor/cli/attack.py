@@ -239,6 +239,13 @@ def audit(
     space: Space = "raw",
     protocol: Protocol = "honest",
     victim_preset: VictimPreset = "tuned",
+    detection_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--detection-baseline",
+            help="Also score the poisoned stays without their trigger (labels alone).",
+        ),
+    ] = False,
 ) -> None:
     """Poison the training data, run poison detectors, retrain without the flagged stays."""
     options = dict(locals())  # the shared threat-model and trigger options
@@ -259,6 +266,7 @@ def audit(
             data,
             out=out,
             k_factor=k_factor,
+            detection_baseline=detection_baseline,
             test_data=test_data,
             split_seed=split_seed,
             on_step=on_step,

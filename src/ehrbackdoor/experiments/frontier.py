@@ -47,6 +47,7 @@ FRONTIER_COLUMNS = [
     "detection_auroc",
     "detection_auroc_lo",
     "detection_auroc_hi",
+    "detection_auroc_no_trigger",
     "strongest_any",
     "strongest_any_auroc",
 ]
@@ -118,6 +119,9 @@ def frontier_table(agg: pd.DataFrame) -> pd.DataFrame:
     trigger reaches without any backdoor), the strongest deployable (data-level) detector as
     `detector` with its mean `detection_auroc`, and `strongest_any` / `strongest_any_auroc`
     over data- and model-level detectors (reference bounds excluded), for information.
+    `detection_auroc_no_trigger`: the chosen detector on the same poisoned stays without their
+    trigger (configs with `detection_baseline: true`), what the choice of stays and the label
+    flips alone give away.
 
     An attack is only as hidden as the best detector a defender can run on the training data,
     so the frontier pairs each ASR with that maximum, not with an average. Rows without a
@@ -148,6 +152,12 @@ def frontier_table(agg: pd.DataFrame) -> pd.DataFrame:
                 float(agg.at[i, bound[n]]) if n in bound else np.nan
                 for i, n in zip(agg.index, best, strict=True)
             ]
+    bare = {n: f"{cols[n][0]}_no_trigger" for n in data if f"{cols[n][0]}_no_trigger" in agg}
+    if bare:
+        out["detection_auroc_no_trigger"] = [
+            float(agg.at[i, bare[n]]) if n in bare else np.nan
+            for i, n in zip(agg.index, best, strict=True)
+        ]
     out["strongest_any"] = any_best
     out["strongest_any_auroc"] = any_auroc
     out = out[out["detection_auroc"].notna()].reset_index(drop=True)
@@ -273,6 +283,8 @@ def display_frontier(frontier: pd.DataFrame) -> pd.DataFrame:
     out["ASR unpoisoned"] = _interval(frontier, "asr_baseline")
     out["data-level detector"] = frontier["detector"]
     out["detection AUROC"] = _interval(frontier, "detection_auroc")
+    if "detection_auroc_no_trigger" in frontier.columns:
+        out["same, no trigger"] = [fmt_value(v) for v in frontier["detection_auroc_no_trigger"]]
     out["strongest data/model"] = [
         f"{n} {fmt_value(a)}" if isinstance(n, str) else ""
         for n, a in zip(frontier["strongest_any"], frontier["strongest_any_auroc"], strict=True)

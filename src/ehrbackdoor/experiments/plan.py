@@ -95,6 +95,7 @@ class ScoreStep:
     poison_key: str
     defences: dict[str, dict[str, Any]]  # data-level detector name -> constructor parameters
     seed: int
+    baseline: bool = False  # also score the poisoned stays without their trigger
 
 
 @dataclass(frozen=True)
@@ -213,8 +214,14 @@ def expand(config: ExperimentConfig) -> Plan:
                 plan.poison.setdefault(pkey, PoisonStep(pkey, dkey, tkey, setting, seed))
                 skey = None
                 if data_level:
-                    skey = "s" + stable_hash({"poison": pkey, "defences": data_level})
-                    plan.scores.setdefault(skey, ScoreStep(skey, dkey, pkey, data_level, seed))
+                    base = bool(defence.get("baseline"))
+                    sident: dict[str, Any] = {"poison": pkey, "defences": data_level}
+                    if base:  # keys of runs without the baseline stay as they were
+                        sident["baseline"] = True
+                    skey = "s" + stable_hash(sident)
+                    plan.scores.setdefault(
+                        skey, ScoreStep(skey, dkey, pkey, data_level, seed, base)
+                    )
                 for v in config.victims:
                     if not attack.applies_to(v.name):
                         continue

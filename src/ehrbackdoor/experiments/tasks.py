@@ -215,16 +215,25 @@ def scores_task(job: Job) -> dict:
 
     step: ScoreStep = job.step
     clean = load_clean(job.run_dir, step.data_key)
-    train = load_poisoned(job.run_dir, step.poison_key, clean)[0]
+    from ehrbackdoor.pipeline.defend import NO_TRIGGER, without_trigger
+
+    train, _, _, idx = load_poisoned(job.run_dir, step.poison_key, clean)
+    bare = without_trigger(clean.train, train, idx) if step.baseline else None
     t0 = time.perf_counter()
     scores, seconds = {}, {}
     for name, params in step.defences.items():
         t1 = time.perf_counter()
         det = make_defence(name, **{"seed": step.seed, **params})
         scores[name] = det.score(train, None, reference=clean.val)
+        if bare is not None:
+            scores[name + NO_TRIGGER] = det.score(bare, None, reference=clean.val)
         seconds[name] = round(time.perf_counter() - t1, 3)
     total = time.perf_counter() - t0
-    info = {"defences": list(scores), "seconds": round(total, 3), "detector_seconds": seconds}
+    info = {
+        "defences": list(step.defences),
+        "seconds": round(total, 3),
+        "detector_seconds": seconds,
+    }
     with publish(job.run_dir, "scores", step.key, info) as tmp:
         np.savez_compressed(tmp / "scores.npz", **scores)
     return {"info": info, "seconds": total}

@@ -86,6 +86,7 @@ def run_audit(
     defence_params: dict[str, dict] | None = None,
     inspect_model: str | None = None,
     mitigation: bool = True,
+    detection_baseline: bool = False,
     stealth: bool = True,
     correction: str = "bh",
     n_permutations: int = 500,
@@ -102,6 +103,8 @@ def run_audit(
     - `defence_params`: per-defence constructor parameters; every detector's seed defaults to the
       attack seed.
     - `mitigation`: False skips the retraining (detection metrics only).
+    - `detection_baseline`: True also scores the poisoned stays without their trigger (labels
+      and selection alone; each data-level detector's `auroc_no_trigger`).
     - `stealth`: False skips the distribution tests; `correction` ("bh" or "holm") and
       `n_permutations` configure them.
     - `victim_preset`, `config.space`, `config.protocol`: as in `run_attack`; in grid space
@@ -115,7 +118,7 @@ def run_audit(
     unknown = sorted(set(defence_params) - set(DEFENCES))
     if unknown:
         raise ValueError(f"defence_params names unknown defences {unknown}")
-    spec = DefenceSpec(tuple(names), defence_params, k_factor, mitigation)
+    spec = DefenceSpec(tuple(names), defence_params, k_factor, mitigation, detection_baseline)
     detectors = spec.detectors(config.seed)  # fail on bad parameters before any work
     inspect = inspect_model or models[0]
     step = on_step or (lambda _msg: None)

@@ -43,6 +43,7 @@ from ehrbackdoor.pipeline.defend import (
     defence_columns,
     defend,
     jsonable,
+    without_trigger,
 )
 from ehrbackdoor.pipeline.protocols import (
     check_protocol,
@@ -423,6 +424,9 @@ def run_cell(
         shared_scores,
         step,
         sel,
+        no_trigger=(
+            without_trigger(train, cohort, attack.poisoned.indices) if defence.baseline else None
+        ),
     )
     result.inspect = inspect
     result.defence_seconds = time.perf_counter() - t0

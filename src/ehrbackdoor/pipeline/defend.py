@@ -38,6 +38,7 @@ class DefenceSpec:
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     k_factor: float = 1.5
     mitigation: bool = True
+    baseline: bool = False  # also score the poisoned stays without their trigger (data-level)
 
     def __post_init__(self) -> None:
         from ehrbackdoor.checks import check_float
@@ -52,6 +53,7 @@ class DefenceSpec:
             dict(spec.get("params") or {}),
             spec["k_factor"],
             bool(spec.get("mitigation", True)),
+            bool(spec.get("baseline", False)),
         )
 
     def detectors(self, seed: int) -> dict[str, Any]:
@@ -73,6 +75,20 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+#: Suffix of a detector's scores of the poisoned stays without their trigger (shared scores).
+NO_TRIGGER = "@no-trigger"
+
+
+def without_trigger(clean_train: Cohort, poisoned: Cohort, idx: np.ndarray) -> Cohort:
+    """The clean training stays with the poisoned stays' labels (positions `idx`) and the same
+    stays marked as the ones to find, but no trigger in their records: what a detector finds
+    here comes from the choice of stays and the label flips alone."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if len(idx) == 0:
+        return clean_train
+    return clean_train.with_labels(idx, int(poisoned.label[idx[0]]))  # one target label
+
+
 def defend(
     config: AttackConfig,
     detectors: Mapping[str, Any],
@@ -90,11 +106,14 @@ def defend(
     shared_scores: Mapping[str, np.ndarray] | None = None,
     on_step: StepFn | None = None,
     selections: Mapping[str, Any] | None = None,
+    no_trigger: Cohort | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Every detector scores the poisoned training stays (model-level detectors inspect the
     fitted `inspected` victim; scores in `shared_scores` are reused), is judged against the
     ground truth, and with `mitigation` its top-k stays are removed and `models` retrained with
-    the attack seed. Returns the entry of each detector (audit.json `defences`) and its scores."""
+    the attack seed. With `no_trigger` (`without_trigger`), every data-level detector also scores
+    the poisoned stays without their trigger (`auroc_no_trigger`: what the selection and labels
+    alone give away). Returns the entry of each detector (audit.json `defences`) and its scores."""
     from ehrbackdoor.defences.evaluate import default_budget, detection_metrics, mitigate
 
     step = on_step or _no_step
@@ -120,6 +139,11 @@ def defend(
         }
         if det.needs_victim and inspect is not None:
             entry["victim"] = inspect
+        if no_trigger is not None and det.family == "data":
+            bare = shared.get(name + NO_TRIGGER)
+            if bare is None:
+                bare = det.score(no_trigger, None, reference=val)
+            entry["auroc_no_trigger"] = detection_metrics(is_poison, bare)["auroc"]
         if mitigation:
             step(f"{name}: removing the most suspicious stays and retraining")
             entry.update(
@@ -160,6 +184,8 @@ def defence_columns(defences: Mapping[str, dict[str, Any]], victim: str) -> dict
         key = "defence_" + name.replace("-", "_")
         for m in ("auroc", "tpr_at_5fpr", "precision_at_k"):
             out[f"{key}_{m}"] = d.get(m)
+        if "auroc_no_trigger" in d:
+            out[f"{key}_auroc_no_trigger"] = d["auroc_no_trigger"]
         after = d.get("after", {}).get(victim)
         if after is not None:
             out[f"{key}_asr_after"] = after["asr"]

@@ -138,6 +138,9 @@ class ExperimentConfig(_Model):
     k_factor: float = Field(1.5, gt=0)
     #: False scores the stays (detection metrics) without removing them and retraining.
     mitigation: bool = True
+    #: True also scores the poisoned stays with their target labels but without the trigger, so
+    #: each data-level detector's AUROC stands beside what it finds from the selection alone.
+    detection_baseline: bool = False
     victim_preset: str = "tuned"
 
     @field_validator("victim_preset")
@@ -281,6 +284,8 @@ class ExperimentConfig(_Model):
             d.pop("k_factor")
         if d.get("mitigation", True):  # the default leaves digests of earlier runs unchanged
             d.pop("mitigation", None)
+        if not d.get("detection_baseline", False):
+            d.pop("detection_baseline", None)
         if d.get("victim_preset") == "tuned":  # options at their default leave the digest alone
             d.pop("victim_preset")
         for a in d["attacks"]:
@@ -302,6 +307,7 @@ class ExperimentConfig(_Model):
             },
             "k_factor": float(self.k_factor),
             **({} if self.mitigation else {"mitigation": False}),
+            **({"baseline": True} if self.detection_baseline else {}),
         }
 
     def digest(self) -> str:
