@@ -191,3 +191,21 @@ def test_design_on_a_24_hour_window(pool):
     threat = ThreatModel(target=0, rate=0.05, apply="exact", seed=0)
     d = design_trigger(att, threat, space=MissingSpace(picks=(0,), params=VAE), seed=2)
     assert d.trigger.pattern_.shape[0] == 24
+
+
+def test_the_search_frontier_keeps_only_undominated_candidates():
+    from ehrbackdoor.attacks.design import Design
+
+    def cand(asr, *det):
+        return {"asr": asr, "detection_auroc": {f"d{i}": a for i, a in enumerate(det)}}
+
+    cands = [
+        cand(0.9, 0.80, 0.60),  # strongest detector 0.80
+        cand(0.5, 0.55, 0.50),
+        cand(0.4, 0.70),  # dominated by the 0.5 one (lower ASR, higher detection)
+        cand(0.7, 0.65),
+        cand(0.95, 0.99),
+        cand(0.6, float("nan")),  # undefined detection: not on the frontier
+    ]
+    d = Design(None, {}, cands, np.arange(2))
+    assert d.frontier() == [1, 3, 0, 4]

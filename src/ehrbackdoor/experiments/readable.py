@@ -340,4 +340,22 @@ def design_text(result: dict, width: int | None = None) -> str:
     ]
     title = "Detection AUROC on the victim's poisoned training stays"
     metrics += [Column(title, d, det_cols[d]) for d in dets]
-    return wrap(head, width) + "\n\n" + render_tables(keys, metrics, width)
+    text = wrap(head, width) + "\n\n" + render_tables(keys, metrics, width)
+    front = result.get("frontier") or []
+    if front:
+        fam = "The search's own frontier (surrogate): best ASR at each detection level"
+        text += "\n" + render_tables(
+            [
+                Column(
+                    "", "strongest detector AUROC", [fmt_value(p["detection_auroc"]) for p in front]
+                )
+            ],
+            [
+                Column(fam, "surrogate ASR", [fmt_value(p["asr"]) for p in front]),
+                Column(
+                    fam, "clean surrogate", [fmt_value(p["asr_clean_surrogate"]) for p in front]
+                ),
+            ],
+            width,
+        )
+    return text

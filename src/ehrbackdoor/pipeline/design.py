@@ -203,6 +203,15 @@ def run_design(
         "feasible": design.feasible,
         "chosen": {k: v for k, v in design.candidates[design.chosen].items() if k != "params"},
         "n_candidates": len(design.candidates),
+        "frontier": [
+            {
+                "asr": design.candidates[i]["asr"],
+                "asr_clean_surrogate": design.candidates[i]["asr_clean_surrogate"],
+                "detection_auroc": max(design.candidates[i]["detection_auroc"].values()),
+                "params": design.candidates[i]["params"],
+            }
+            for i in design.frontier()
+        ],
         "designed": result,
     }
     if compare_default:

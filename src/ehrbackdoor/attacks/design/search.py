@@ -70,12 +70,30 @@ class Design:
         """Whether the chosen candidate met every limit (else: the least excess was chosen)."""
         return self.candidates[self.chosen]["excess"] == 0
 
+    def frontier(self) -> list[int]:
+        """Indices of the candidates no other candidate beats on both surrogate ASR and its
+        strongest detector's AUROC (higher ASR at no higher detection), by rising detection: the
+        efficacy-stealth frontier of the search itself, what a stricter or looser detection limit
+        would have bought."""
+        pts = [
+            (max(c["detection_auroc"].values(), default=float("nan")), c["asr"], i)
+            for i, c in enumerate(self.candidates)
+        ]
+        pts = [p for p in pts if np.isfinite(p[0]) and np.isfinite(p[1])]
+        out, best = [], -np.inf
+        for _det, asr, i in sorted(pts, key=lambda p: (p[0], -p[1], p[2])):
+            if asr > best:
+                out.append(i)
+                best = asr
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         fitted = self.used_stay_ids if self.fitted_stay_ids is None else self.fitted_stay_ids
         return {
             "params": self.params,
             "chosen": self.chosen,
             "feasible": self.feasible,
+            "frontier": self.frontier(),
             "candidates": self.candidates,
             "n_used_stays": int(len(self.used_stay_ids)),
             "n_fitted_stays": int(len(fitted)),
