@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--victims", nargs="+", default=["lr", "mlp", "gru", "lstm"])
     ap.add_argument("--rate", type=float, default=0.02)
     ap.add_argument("--selection", default="non-target")
+    ap.add_argument("--apply", default=None, help="default: observed (value), exact (missing)")
     ap.add_argument("--strength", type=float, default=2.0)
     ap.add_argument(
         "--ranks",
@@ -96,6 +97,7 @@ def main() -> None:
             None if args.out is None else args.out / f"seed{seed}",
             rate=args.rate,
             selection=args.selection,
+            apply=args.apply,
             seed=seed,
             space=_space(args),
             detectors=args.detectors,
