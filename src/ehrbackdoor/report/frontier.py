@@ -15,6 +15,7 @@ from ehrbackdoor.experiments.frontier import (
     rate_for_asr,
 )
 from ehrbackdoor.report import plots
+from ehrbackdoor.report.fragments import img, table
 
 #: The corner of the frontier plot an attacker aims for: what no data-level detector the run
 #: tried finds much better than chance, at an ASR close to one.
@@ -22,18 +23,6 @@ MAX_DETECTION = 0.65
 MIN_ASR = 0.97
 #: The ASR level of the poisoning-rate table.
 ASR_LEVEL = 0.9
-
-
-def _img(data: bytes, alt: str) -> str:
-    from ehrbackdoor.report.html import _img as img  # one way to embed an image
-
-    return img(data, alt)
-
-
-def _table(df: pd.DataFrame) -> str:
-    from ehrbackdoor.report.html import _table as table  # one way to write a table
-
-    return table(df)
 
 
 def frontier_section(agg: pd.DataFrame) -> list[str]:
@@ -57,11 +46,11 @@ def frontier_section(agg: pd.DataFrame) -> list[str]:
     for data, g in groups:
         title = "ASR vs strongest data-level detector" + (f": data {data}" if many else "")
         png = plots.efficacy_stealth(g, title, max_detection=MAX_DETECTION, min_asr=MIN_ASR)
-        out.append(_img(png, title))
+        out.append(img(png, title))
     shown = display_frontier(points)
     hidden = (points["detection_auroc"] <= MAX_DETECTION) & (points["asr"] >= MIN_ASR)
     shown["strong and hidden"] = ["yes" if h else "" for h in hidden]
-    out.append(_table(shown))
+    out.append(table(shown))
     return out
 
 
@@ -79,7 +68,7 @@ def rate_section(agg: pd.DataFrame, level: float = ASR_LEVEL) -> list[str]:
         "&lt;= r: the smallest rate tried already reaches it; not reached: no rate tried does "
         "(nothing is extrapolated). CI low: the same from the lower bound of the ASR's 95% "
         "interval.</p>",
-        _table(display_rate_for_asr(rates)),
+        table(display_rate_for_asr(rates)),
     ]
 
 

@@ -10,7 +10,6 @@ embedded as base64; the page loads nothing from anywhere and runs no script.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import time
@@ -31,6 +30,7 @@ from ehrbackdoor.experiments.store import Store
 from ehrbackdoor.experiments.tables import GLOSSARY
 from ehrbackdoor.io import atomic_write_text
 from ehrbackdoor.report import frontier, plots, reproduction
+from ehrbackdoor.report.fragments import fmt, img, table
 
 REPORT_FILE = "report.html"
 MAX_HEATMAPS = 12
@@ -51,30 +51,6 @@ img { max-width: 100%; display: block; margin: .5em 0 1.5em; }
 .scroll { overflow-x: auto; }
 .fail { color: #a00; }
 """
-
-
-def _img(data: bytes, alt: str) -> str:
-    b64 = base64.b64encode(data).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
-
-
-def _table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return '<p class="note">nothing to show</p>'
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = []
-    for _, r in df.iterrows():
-        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r.tolist())
-        rows.append(f"<tr>{cells}</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, float | np.floating):
-        return f"{v:.3f}"
-    return str(v)
 
 
 def _group_title(keys: dict) -> str:
@@ -121,12 +97,12 @@ def build_report(run_dir: str | Path) -> str:
         if const:
             out.append(
                 '<p class="note">All rows: '
-                + html.escape(", ".join(f"{k} {_fmt(v)}" for k, v in const.items()))
+                + html.escape(", ".join(f"{k} {fmt(v)}" for k, v in const.items()))
                 + ". Each value: mean [95% CI over seeds] (one seed: the ASR's bootstrap "
                 "interval over test stays).</p>"
             )
         out.append(f'<p class="note">{html.escape(GLOSSARY)}</p>')
-        out.append(_table(display_table(agg)))
+        out.append(table(display_table(agg)))
         out += _attack_plots(agg)
         out += reproduction.section(agg)
         out += _extra_tables(agg)
@@ -140,7 +116,7 @@ def build_report(run_dir: str | Path) -> str:
             for c in ("victim", "attack", "trigger", "target", "rate", "apply", "seed", "error")
             if c in failed.columns
         ]
-        out.append(_table(failed[cols]))
+        out.append(table(failed[cols]))
     out += _timings(steps, cells)
     out.append("<h2>Config</h2>")
     out.append(f"<pre>{html.escape(meta.get('config_yaml', ''))}</pre>")
@@ -163,7 +139,7 @@ def _attack_plots(agg: pd.DataFrame) -> list[str]:
     for keys, g in agg.groupby(panel_keys, sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         title = _group_title(dict(zip(panel_keys, keys, strict=True)))
-        out.append(_img(plots.asr_vs_rate(g, title), f"ASR vs rate: {title}"))
+        out.append(img(plots.asr_vs_rate(g, title), f"ASR vs rate: {title}"))
     out.append("<h2>AUROC / AUPRC: unpoisoned, poisoned on clean and on triggered stays</h2>")
     out.append(
         '<p class="note">One figure per attack setting (nothing is averaged over rates, '
@@ -182,7 +158,7 @@ def _attack_plots(agg: pd.DataFrame) -> list[str]:
             )
             break
         title = _setting_title(dict(zip(keys, vals, strict=True)), agg)
-        out.append(_img(plots.clean_vs_attacked(g, title), f"AUROC and AUPRC: {title}"))
+        out.append(img(plots.clean_vs_attacked(g, title), f"AUROC and AUPRC: {title}"))
         shown += 1
     out.append("<h2>Clean-performance cost of poisoning</h2>")
     out.append(
@@ -192,7 +168,7 @@ def _attack_plots(agg: pd.DataFrame) -> list[str]:
     cost_keys = [k for k in keys if k != "rate"]
     for vals, g in agg.groupby(cost_keys, sort=False, dropna=False):
         title = _setting_title(dict(zip(cost_keys, vals, strict=True)), agg)
-        out.append(_img(plots.poisoning_cost(g, title), f"cost of poisoning: {title}"))
+        out.append(img(plots.poisoning_cost(g, title), f"cost of poisoning: {title}"))
     return out
 
 
@@ -224,7 +200,7 @@ def _extra_tables(agg: pd.DataFrame) -> list[str]:
             out.append("<h3>All defence metrics</h3>")
         t = display_table(agg, metrics=cols)
         keep = [c for c in t.columns if c not in MAIN_METRICS.values()]
-        out.append(_table(t[keep]))
+        out.append(table(t[keep]))
     return out
 
 
@@ -264,7 +240,7 @@ def _defence_tables(agg: pd.DataFrame) -> list[str]:
         t = t[keys + [h for h in headers if h in t.columns]].rename(columns=headers)
         out.append(f"<h3>{title}</h3>")
         out.append(f'<p class="note">{note}</p>')
-        out.append(_table(t))
+        out.append(table(t))
     return out
 
 
@@ -291,7 +267,7 @@ def _trigger_heatmaps(data_blobs, poison_blobs) -> list[str]:
         params = ", ".join(f"{k} {v}" for k, v in s["trigger_params"].items())
         title = f"{s['trigger']} trigger ({params}), seed {info.get('seed')}"
         figs.append(
-            _img(
+            img(
                 plots.trigger_heatmap(arrays["state_pattern"], darr.get("sd"), variables, title),
                 title,
             )
@@ -336,7 +312,7 @@ def _missing_masks(data_blobs, poison_blobs) -> list[str]:
                 break
         family = "missing-value" if _is_missing(s) else "value"
         title = f"{s['trigger']} ({family} trigger, apply {s['apply']}) beside typical real masks"
-        figs.append(_img(plots.masks_figure(real + panels, variables, title), title))
+        figs.append(img(plots.masks_figure(real + panels, variables, title), title))
     if not figs:
         return []
     return [
@@ -386,7 +362,7 @@ def _timings(steps: list[dict], cells: pd.DataFrame) -> list[str]:
         '<p class="note">Each expensive step and how often it ran (data: load and split once per '
         "source; poison: once per attack setting and seed; baseline: once per victim and seed; "
         "cell: training a victim on a poisoned cohort).</p>",
-        _table(t),
+        table(t),
     ]
     if not cells.empty and "t_train_seconds" in cells.columns:
         per = (
@@ -395,7 +371,7 @@ def _timings(steps: list[dict], cells: pd.DataFrame) -> list[str]:
             .reset_index()
         )
         per.columns = ["victim", "mean train s", "mean cell s"]
-        out.append(_table(per))
+        out.append(table(per))
     return out
 
 

@@ -10,13 +10,13 @@ shapes and levels, not identical experiments.
 
 from __future__ import annotations
 
-import base64
 import html
 
 import pandas as pd
 
 from ehrbackdoor.reference import JOE2021_CITATION, joe2021_asr_figure
 from ehrbackdoor.report import plots
+from ehrbackdoor.report.fragments import img
 
 PROTOCOL_STYLE = {"paper": "-", "honest": "--"}
 
@@ -119,7 +119,6 @@ def section(agg: pd.DataFrame) -> list[str]:
     sub = reproduction_cells(agg)
     if sub.empty:
         return []
-    img = base64.b64encode(figure(sub)).decode("ascii")
     table = published_beside(sub)
     caption = (
         "Measured attack success rate (mean over seeds) of the grid-space temporal trigger: solid "
@@ -130,7 +129,7 @@ def section(agg: pd.DataFrame) -> list[str]:
     )
     return [
         "<h2>Reproduction of Joe et al. (2021)</h2>",
-        f'<figure><img alt="measured and published ASR" src="data:image/png;base64,{img}">'
+        f"<figure>{img(figure(sub), 'measured and published ASR')}"
         f'<figcaption class="note">{html.escape(caption)}</figcaption></figure>',
         table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="", border=0),
     ]
