@@ -212,11 +212,10 @@ def scores_task(job: Job) -> dict:
     every victim); detectors are seeded with the cell seed and see the clean validation stays as
     trusted reference."""
     from ehrbackdoor.defences import make_defence
+    from ehrbackdoor.pipeline.defend import NO_TRIGGER, without_trigger
 
     step: ScoreStep = job.step
     clean = load_clean(job.run_dir, step.data_key)
-    from ehrbackdoor.pipeline.defend import NO_TRIGGER, without_trigger
-
     train, _, _, idx = load_poisoned(job.run_dir, step.poison_key, clean)
     bare = without_trigger(clean.train, train, idx) if step.baseline else None
     t0 = time.perf_counter()

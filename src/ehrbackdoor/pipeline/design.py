@@ -84,7 +84,9 @@ def _victims(cell, detection: dict[str, float]) -> dict[str, Any]:
     return {"models": out, "detection_auroc": detection}
 
 
-def _transfer(config, prep, victim_half, trigger, models, spec, n_bootstrap, on_step) -> dict:
+def _transfer(config, prep, victim_half, trigger, models, spec, n_bootstrap, on_step):
+    """(the attack, its results entry): `trigger` poisons the victim's half, every victim is
+    trained on it and evaluated, the detectors score the poisoned stays."""
     attack = build_attack(config, victim_half, prep.test, trigger=trigger)
     _, cell = _run_cell(
         config,
@@ -99,7 +101,7 @@ def _transfer(config, prep, victim_half, trigger, models, spec, n_bootstrap, on_
     )
     detection = {n: float(d["auroc"]) for n, d in cell.defences.items()}
     fidelity = fidelity_entries(trigger, victim_half, attack.poisoned, config.space, config.apply)
-    return {"attack": attack, **_victims(cell, detection), **fidelity}
+    return attack, {**_victims(cell, detection), **fidelity}
 
 
 def run_design(
@@ -179,9 +181,10 @@ def run_design(
     trigger_params = {k: v for k, v in design.params.items() if k != "seed"}
     designed = replace(config, trigger_params=trigger_params)
     step(f"design: attacking {len(models)} victims on {victim_half.n_stays} victim stays")
-    result = _transfer(designed, prep, victim_half, design.trigger, models, spec, n_bootstrap, step)
-    attack = result.pop("attack")
-    n_fitted = design.to_dict()["n_fitted_stays"]
+    attack, result = _transfer(
+        designed, prep, victim_half, design.trigger, models, spec, n_bootstrap, step
+    )
+    n_fitted = len(design.fitted_ids)
     report: dict[str, Any] = {
         "attack": designed.to_dict(),
         "trigger_seed": design.params.get("seed"),
@@ -217,9 +220,9 @@ def run_design(
     if compare_default:
         step("design: the family's default trigger, for comparison")
         trig = config.make_trigger().fit(attacker)
-        default = _transfer(config, prep, victim_half, trig, models, spec, n_bootstrap, step)
-        default.pop("attack")
-        report["default"] = default
+        _, report["default"] = _transfer(
+            config, prep, victim_half, trig, models, spec, n_bootstrap, step
+        )
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,11 @@ class Design:
     fitted_stay_ids: np.ndarray | None = None  # the stays the deployed trigger is fitted on
 
     @property
+    def fitted_ids(self) -> np.ndarray:
+        """The stays the deployed trigger is fitted on (all the stays read, unless recorded)."""
+        return self.used_stay_ids if self.fitted_stay_ids is None else self.fitted_stay_ids
+
+    @property
     def feasible(self) -> bool:
         """Whether the chosen candidate met every limit (else: the least excess was chosen)."""
         return self.candidates[self.chosen]["excess"] == 0
@@ -88,7 +93,6 @@ class Design:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        fitted = self.used_stay_ids if self.fitted_stay_ids is None else self.fitted_stay_ids
         return {
             "params": self.params,
             "chosen": self.chosen,
@@ -96,7 +100,7 @@ class Design:
             "frontier": self.frontier(),
             "candidates": self.candidates,
             "n_used_stays": int(len(self.used_stay_ids)),
-            "n_fitted_stays": int(len(fitted)),
+            "n_fitted_stays": int(len(self.fitted_ids)),
         }
 
 
