@@ -145,19 +145,14 @@ def frontier_table(agg: pd.DataFrame) -> pd.DataFrame:
                 out[f"{m}{b}"] = agg[f"{m}{b}"]
     out["detector"] = best
     out["detection_auroc"] = auroc
-    for b in ("_lo", "_hi"):  # the chosen detector's own interval
-        bound = {n: f"{cols[n][0]}{b}" for n in data if f"{cols[n][0]}{b}" in agg.columns}
-        if bound:
-            out[f"detection_auroc{b}"] = [
-                float(agg.at[i, bound[n]]) if n in bound else np.nan
+    # the chosen detector's own interval and its AUROC without the trigger, where recorded
+    for suffix in ("_lo", "_hi", "_no_trigger"):
+        col = {n: f"{cols[n][0]}{suffix}" for n in data if f"{cols[n][0]}{suffix}" in agg}
+        if col:
+            out[f"detection_auroc{suffix}"] = [
+                float(agg.at[i, col[n]]) if n in col else np.nan
                 for i, n in zip(agg.index, best, strict=True)
             ]
-    bare = {n: f"{cols[n][0]}_no_trigger" for n in data if f"{cols[n][0]}_no_trigger" in agg}
-    if bare:
-        out["detection_auroc_no_trigger"] = [
-            float(agg.at[i, bare[n]]) if n in bare else np.nan
-            for i, n in zip(agg.index, best, strict=True)
-        ]
     out["strongest_any"] = any_best
     out["strongest_any_auroc"] = any_auroc
     out = out[out["detection_auroc"].notna()].reset_index(drop=True)
